@@ -1,0 +1,285 @@
+"""Configuration: YAML in, validated typed models out, errors that point at the line.
+
+The config file is the operator's contract with each provider, so a typo must never be
+silently ignored: unknown keys are errors, and every error names the key and its line.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+Redistribution = Literal["full", "summary", "title", "none", "auto"]
+
+DEFAULT_CONFIG = "feeds.yaml"
+
+
+class ConfigError(Exception):
+    """A problem with the configuration file, phrased for the operator."""
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    return value
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: Any) -> timedelta:
+    """Accept 900, "900s", "15m", "1h", "1d" - what operators actually write."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("must be a duration such as 15m, 1h or 900")
+    if isinstance(value, int | float):
+        return timedelta(seconds=float(value))
+    if isinstance(value, str) and (m := _DURATION.match(value)):
+        return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+    raise ValueError(f"must be a duration such as 15m, 1h or 900 (seconds), got {value!r}")
+
+
+def _timezone(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name such as Asia/Seoul)"
+        ) from exc
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OutputConfig(_Strict):
+    dir: Path = Path("output")
+    title: str = "Aggregated news"
+    link: Annotated[str, Field(description="public home page of the merged feed")] = (
+        "http://localhost/"
+    )
+    description: str | None = None
+    language: str = "ko"
+    limit: Annotated[int, Field(ge=1, le=10000)] = 100
+    base_url: str | None = None
+    rights: str | None = None
+
+    @field_validator("link", "base_url")
+    @classmethod
+    def _check_url(cls, v: str | None) -> str | None:
+        return None if v is None else _http_url(v)
+
+
+class StoreConfig(_Strict):
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("sqlite", "postgresql")):
+            raise ValueError(f"must start with sqlite:/// or postgresql://, got {v!r}")
+        return v
+
+
+class FetchConfig(_Strict):
+    timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+    connect_timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
+    max_bytes: Annotated[int, Field(ge=1024)] = 15 * 1024 * 1024
+    concurrency: Annotated[int, Field(ge=1, le=1024)] = 32
+    per_host: Annotated[int, Field(ge=1, le=64)] = 2
+
+
+class ScheduleConfig(_Strict):
+    interval: timedelta = timedelta(minutes=30)
+    min_interval: timedelta = timedelta(minutes=15)
+    max_interval: timedelta = timedelta(hours=24)
+    tick: timedelta = timedelta(seconds=30)
+
+    @field_validator("interval", "min_interval", "max_interval", "tick", mode="before")
+    @classmethod
+    def _check_duration(cls, v: Any) -> timedelta:
+        return _duration(v)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ScheduleConfig:
+        if self.min_interval > self.max_interval:
+            raise ValueError("min_interval must not exceed max_interval")
+        return self
+
+
+class FeedConfig(_Strict):
+    name: Annotated[str, Field(min_length=1)]
+    url: str
+    redistribution: Redistribution = "auto"
+    author: str | None = None
+    timezone: str | None = None
+    interval: timedelta | None = None
+    excerpt_length: Annotated[int, Field(ge=20, le=5000)] = 200
+    priority: int = 0
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        return _http_url(v)
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_tz(cls, v: str | None) -> str | None:
+        return _timezone(v)
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _check_interval(cls, v: Any) -> timedelta | None:
+        return None if v is None else _duration(v)
+
+    @field_validator("name")
+    @classmethod
+    def _strip_name(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be blank")
+        return v.strip()
+
+
+class Config(_Strict):
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    fetch: FetchConfig = Field(default_factory=FetchConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    timezone: str | None = None
+    feeds: list[FeedConfig]
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_tz(cls, v: str | None) -> str | None:
+        return _timezone(v)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Config:
+        for attr in ("name", "url"):
+            seen: set[str] = set()
+            for i, feed in enumerate(self.feeds):
+                value = getattr(feed, attr)
+                if value in seen:
+                    raise ValueError(f"feeds[{i}].{attr} {value!r} is listed twice")
+                seen.add(value)
+        return self
+
+    # Filled in by parse(); not part of the file format.
+    _base_dir: Path = PrivateAttr(default=Path("."))
+
+    @property
+    def base_dir(self) -> Path:
+        return self._base_dir
+
+    @property
+    def output_dir(self) -> Path:
+        return self.output.dir if self.output.dir.is_absolute() else self.base_dir / self.output.dir
+
+    @property
+    def store_url(self) -> str:
+        if self.store.url:
+            return self.store.url
+        return f"sqlite:///{(self.base_dir / 'aggregator.db').resolve()}"
+
+    def feed(self, name: str) -> FeedConfig | None:
+        return next((f for f in self.feeds if f.name == name), None)
+
+    def feed_timezone(self, feed: FeedConfig) -> str | None:
+        return feed.timezone or self.timezone
+
+
+def _node_lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    """Map every key path to its 1-based line so errors can point into the file."""
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            out[(*path, key)] = key_node.start_mark.line + 1
+            _node_lines(value_node, (*path, key), out)
+            out[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _node_lines(item, (*path, i), out)
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _explain(err: ValidationError, lines: dict[tuple[Any, ...], int], source: str) -> str:
+    messages = []
+    for item in err.errors():
+        loc = tuple(item["loc"])
+        line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
+        where = f"{source}:{line}" if line else source
+        if item["type"] == "extra_forbidden":
+            msg = f"unknown key {_format_loc(loc)!r}"
+        elif item["type"] == "missing":
+            msg = f"missing required key {_format_loc(loc)!r}"
+        else:
+            text = str(item["msg"]).removeprefix("Value error, ")
+            if item["type"] in ("literal_error", "enum"):
+                text += f", got {item['input']!r}"
+            msg = f"{_format_loc(loc)}: {text}"
+        messages.append(f"{where}: {msg}")
+    return "\n".join(messages)
+
+
+def parse(text: str, source: str = DEFAULT_CONFIG, base_dir: Path = Path(".")) -> Config:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping with a 'feeds:' list at the top level")
+    lines: dict[tuple[Any, ...], int] = {}
+    if node is not None:
+        _node_lines(node, (), lines)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, lines, source)) from None
+    config._base_dir = base_dir
+    return config
+
+
+def load(path: Path) -> Config:
+    """Read and validate a config file; relative paths inside resolve against its folder."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: config file is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    return parse(text, str(path), path.resolve().parent)

@@ -1,0 +1,218 @@
+"""One cycle through the stages: due feeds -> fetch -> parse -> store -> policy -> publish.
+
+Every feed is handled on its own: whatever goes wrong with one (HTTP error, garbage,
+hostile XML, a bug of ours) is caught, recorded in its state and reported, and the cycle
+goes on with the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aggregator import fetch, parse, policy, publish, schedule
+from aggregator.config import Config, FeedConfig
+from aggregator.models import FeedState, Fetched, PublishedItem
+from aggregator.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FeedReport:
+    """What happened to one feed in a cycle, as the operator reads it."""
+
+    name: str
+    outcome: str  # new | unchanged | not-modified | failed | skipped
+    status: int | None = None
+    new: int = 0
+    updated: int = 0
+    message: str = ""
+    elapsed: float = 0.0
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    feeds: tuple[FeedReport, ...]
+    published: int
+    written: tuple[Path, ...]
+
+    @property
+    def failed(self) -> list[FeedReport]:
+        return [r for r in self.feeds if r.outcome == "failed"]
+
+
+def run_cycle(
+    config: Config,
+    store: Store,
+    *,
+    forced: bool,
+    now: datetime | None = None,
+    rng: random.Random | None = None,
+) -> CycleReport:
+    """Poll the due feeds (all of them when `forced`, bar gone/throttled ones), then publish."""
+    now = now or datetime.now(UTC)
+    stored = store.feed_states()
+    reports: list[FeedReport] = []
+    jobs: list[tuple[FeedConfig, FeedState]] = []
+    for feed in config.feeds:
+        state = schedule.initial_state(feed, stored.get(feed.name))
+        reason = schedule.skip_reason(state, now)
+        if reason:
+            reports.append(FeedReport(feed.name, "skipped", state.status, message=reason))
+        elif forced or schedule.is_due(state, now):
+            jobs.append((feed, state))
+    results = asyncio.run(fetch.fetch_all([(s, f.headers) for f, s in jobs], config.fetch))
+    for (feed, state), fetched in zip(jobs, results, strict=True):
+        try:
+            reports.append(absorb(config, store, feed, state, fetched, now, rng))
+        except Exception as exc:  # a bug with one feed must not cost the others their poll
+            log.exception("internal error while storing %s", feed.name)
+            reports.append(
+                FeedReport(feed.name, "failed", fetched.status, message=f"internal error: {exc!r}")
+            )
+    items, written = publish_all(config, store, now)
+    return CycleReport(tuple(reports), len(items), tuple(written))
+
+
+def absorb(
+    config: Config,
+    store: Store,
+    feed: FeedConfig,
+    state: FeedState,
+    fetched: Fetched,
+    now: datetime,
+    rng: random.Random | None = None,
+) -> FeedReport:
+    """Turn one fetch result into stored state and entries."""
+    polled = replace(
+        state,
+        status=fetched.status,
+        last_polled=now,
+        permanent_redirect=fetched.permanent_redirect,
+    )
+    moved = (
+        f"; moved permanently to {fetched.permanent_redirect} (update its url in the config)"
+        if fetched.permanent_redirect
+        else ""
+    )
+    if fetched.error is not None:
+        return _failed(config, store, feed, polled, fetched, fetched.error + moved, now, rng)
+
+    body_hash = hashlib.sha256(fetched.body).hexdigest() if fetched.body is not None else None
+    if fetched.not_modified or (body_hash is not None and body_hash == state.body_hash):
+        ok = _succeeded(config, feed, polled, fetched, now, rng, body_hash or state.body_hash)
+        store.save_feed_state(ok)
+        outcome = "not-modified" if fetched.not_modified else "unchanged"
+        message = "not modified" if fetched.not_modified else "body unchanged"
+        return FeedReport(
+            feed.name, outcome, fetched.status, message=message + moved, elapsed=fetched.elapsed
+        )
+
+    assert fetched.body is not None
+    try:
+        parsed = parse.parse_feed(
+            fetched.body,
+            url=fetched.final_url or feed.url,
+            content_type=fetched.content_type,
+            timezone=config.feed_timezone(feed),
+            now=now,
+        )
+    except parse.ParseError as exc:
+        return _failed(config, store, feed, polled, fetched, str(exc) + moved, now, rng)
+    ok = _succeeded(config, feed, polled, fetched, now, rng, body_hash, parsed.ttl)
+    result = store.store_entries(ok, fetched, parsed, now)
+    for warning in parsed.warnings:
+        log.info("%s: %s", feed.name, warning)
+    return FeedReport(
+        feed.name,
+        "new" if result.new or result.updated else "unchanged",
+        fetched.status,
+        new=result.new,
+        updated=result.updated,
+        message=f"{len(parsed.entries)} entries in feed" + moved,
+        elapsed=fetched.elapsed,
+    )
+
+
+def _succeeded(
+    config: Config,
+    feed: FeedConfig,
+    state: FeedState,
+    fetched: Fetched,
+    now: datetime,
+    rng: random.Random | None,
+    body_hash: str | None,
+    ttl: int | None = None,
+) -> FeedState:
+    return replace(
+        state,
+        etag=fetched.etag,
+        last_modified=fetched.last_modified,
+        body_hash=body_hash,
+        error=None,
+        errors=0,
+        last_ok=now,
+        retry_until=None,
+        next_poll=schedule.next_poll(feed, config, now, ttl_minutes=ttl, rng=rng),
+    )
+
+
+def _failed(
+    config: Config,
+    store: Store,
+    feed: FeedConfig,
+    state: FeedState,
+    fetched: Fetched,
+    message: str,
+    now: datetime,
+    rng: random.Random | None,
+) -> FeedReport:
+    errors = state.errors + 1
+    failed = replace(
+        state,
+        error=message,
+        errors=errors,
+        gone=fetched.status == 410,
+        retry_until=fetched.retry_after,
+        next_poll=schedule.next_poll(
+            feed, config, now, errors=errors, retry_until=fetched.retry_after, rng=rng
+        ),
+    )
+    store.save_feed_state(failed)
+    return FeedReport(feed.name, "failed", fetched.status, message=message, elapsed=fetched.elapsed)
+
+
+def collect_items(config: Config, store: Store) -> list[PublishedItem]:
+    """The newest publishable stories, cut to their terms, newest first."""
+    allowed = {f.name: f for f in config.feeds if f.redistribution != "none"}
+    limit = config.output.limit
+    items: list[PublishedItem] = []
+    offset = 0
+    while len(items) < limit:
+        batch = store.latest_clusters(list(allowed), limit, offset)
+        if not batch:
+            break
+        offset += len(batch)
+        for members in batch:
+            item, reason = policy.build_item(members, allowed, config.output.language)
+            if item is None:
+                log.debug("not published: %s (%s)", members[0].link or members[0].key, reason)
+            else:
+                items.append(item)
+    items.sort(key=lambda i: (i.published, i.guid), reverse=True)
+    return items[:limit]
+
+
+def publish_all(
+    config: Config, store: Store, now: datetime
+) -> tuple[Sequence[PublishedItem], list[Path]]:
+    items = collect_items(config, store)
+    written = publish.publish(items, config.output, config.output_dir, now)
+    return items, written

@@ -1,0 +1,383 @@
+"""Persistent state: feeds' HTTP/schedule state, entries, and story clusters.
+
+SQLAlchemy Core over SQLite (default, WAL) or PostgreSQL, with the same statements for
+both. Each feed's entries are written in one transaction, so a crash mid-poll leaves
+either all of that feed's new entries or none.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from aggregator import dedupe
+from aggregator.models import FeedState, Fetched, ParsedEntry, ParsedFeed, StoredItem
+
+#: Namespace for cluster guids: uuid5(NAMESPACE, feed name + entry key) never changes.
+GUID_NAMESPACE = uuid.UUID("5b0e8f3a-6a43-4a8e-9d55-2f6f1c1e0a77")
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC in, aware UTC out, on SQLite (which has no zones) and PostgreSQL alike."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+
+feeds = sa.Table(
+    "feeds",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("body_hash", sa.String(64)),
+    sa.Column("status", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("errors", sa.Integer, nullable=False, default=0),
+    sa.Column("last_polled", UTCDateTime),
+    sa.Column("last_ok", UTCDateTime),
+    sa.Column("next_poll", UTCDateTime),
+    sa.Column("retry_until", UTCDateTime),
+    sa.Column("gone", sa.Boolean, nullable=False, default=False),
+    sa.Column("permanent_redirect", sa.Text),
+    sa.Column("title", sa.Text),
+    sa.Column("link", sa.Text),
+    sa.Column("language", sa.String(35)),
+    sa.Column("rights", sa.Text),
+    sa.Column("license", sa.Text),
+    sa.Column("author", sa.Text),
+    sa.Column("ttl", sa.Integer),
+)
+
+clusters = sa.Table(
+    "clusters",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("guid", sa.String(100), nullable=False, unique=True),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+)
+
+entries = sa.Table(
+    "entries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("feed_name", sa.String(200), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("cluster_id", sa.Integer, sa.ForeignKey("clusters.id"), nullable=False),
+    sa.Column("guid", sa.Text),
+    sa.Column("link", sa.Text),
+    sa.Column("norm_link", sa.Text),
+    sa.Column("guid_key", sa.Text),
+    sa.Column("text_hash", sa.String(64)),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("author", sa.Text),
+    sa.Column("published", UTCDateTime),
+    sa.Column("updated", UTCDateTime),
+    sa.Column("sort_date", UTCDateTime, nullable=False),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("summary_html", sa.Text, nullable=False),
+    sa.Column("content_html", sa.Text, nullable=False),
+    sa.Column("rights", sa.Text),
+    sa.Column("license", sa.Text),
+    sa.Column("categories", sa.Text, nullable=False),
+    sa.UniqueConstraint("feed_name", "key_hash", name="uq_entries_feed_key"),
+    sa.Index("ix_entries_norm_link", "norm_link"),
+    sa.Index("ix_entries_guid_key", "guid_key"),
+    sa.Index("ix_entries_text_hash", "text_hash"),
+    sa.Index("ix_entries_cluster", "cluster_id"),
+    sa.Index("ix_entries_sort", "sort_date"),
+)
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    new: int
+    updated: int
+
+
+def _engine_url(url: str) -> str:
+    # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=15000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class Store:
+    """The one way the pipeline reads and writes state."""
+
+    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+        self.url = url
+        self.engine: Engine = sa.create_engine(_engine_url(url), **engine_kwargs)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- feeds ---------------------------------------------------------------------------
+
+    def feed_states(self, names: Iterable[str] | None = None) -> dict[str, FeedState]:
+        query = sa.select(feeds)
+        if names is not None:
+            query = query.where(feeds.c.name.in_(list(names)))
+        counts = sa.select(entries.c.feed_name, sa.func.count()).group_by(entries.c.feed_name)
+        state_fields = {f.name for f in fields(FeedState)}
+        with self.engine.connect() as conn:
+            n = {name: count for name, count in conn.execute(counts)}
+            return {
+                row.name: FeedState(
+                    **{k: v for k, v in row._mapping.items() if k in state_fields},
+                    entries=n.get(row.name, 0),
+                )
+                for row in conn.execute(query)
+            }
+
+    def save_feed_state(self, state: FeedState, meta: ParsedFeed | None = None) -> None:
+        with self.engine.begin() as conn:
+            self._upsert_feed(conn, _feed_values(state, meta))
+
+    def _upsert_feed(self, conn: Connection, values: dict[str, Any]) -> None:
+        exists = conn.execute(sa.select(feeds.c.name).where(feeds.c.name == values["name"])).first()
+        if exists:
+            conn.execute(feeds.update().where(feeds.c.name == values["name"]).values(values))
+        else:
+            conn.execute(feeds.insert().values(values))
+
+    # -- entries -------------------------------------------------------------------------
+
+    def store_entries(
+        self,
+        state: FeedState,
+        fetched: Fetched,
+        parsed: ParsedFeed,
+        now: datetime,
+    ) -> StoreResult:
+        """Save a successful fetch and its entries atomically.
+
+        Unchanged entries cost no write; a new entry joins the cluster of any stored entry
+        with the same normalised link, global guid or main text, else founds its own.
+        """
+        new = updated = 0
+        with self.engine.begin() as conn:
+            for entry in parsed.entries:
+                outcome = self._store_entry(conn, state.name, entry, now)
+                new += outcome == "new"
+                updated += outcome == "updated"
+            self._upsert_feed(conn, _feed_values(state, parsed))
+        return StoreResult(new=new, updated=updated)
+
+    def _store_entry(
+        self, conn: Connection, feed_name: str, entry: ParsedEntry, now: datetime
+    ) -> str:
+        khash = dedupe.key_hash(entry.key)
+        chash = dedupe.content_hash(entry)
+        row = conn.execute(
+            sa.select(
+                entries.c.id, entries.c.content_hash, entries.c.first_seen, entries.c.sort_date
+            ).where(entries.c.feed_name == feed_name, entries.c.key_hash == khash)
+        ).first()
+        values = _entry_values(entry, chash)
+        if row is not None:
+            if row.content_hash == chash:
+                return "unchanged"
+            # Re-dating never moves a story up; a date corrected backwards may move it down.
+            values["sort_date"] = min(row.sort_date, _sort_date(entry, row.first_seen))
+            conn.execute(entries.update().where(entries.c.id == row.id).values(values))
+            return "updated"
+        cluster_id = self._find_cluster(conn, values) or self._new_cluster(
+            conn, feed_name, entry.key, now
+        )
+        conn.execute(
+            entries.insert().values(
+                values
+                | {
+                    "feed_name": feed_name,
+                    "key_hash": khash,
+                    "key": entry.key,
+                    "cluster_id": cluster_id,
+                    "first_seen": now,
+                    "sort_date": _sort_date(entry, now),
+                }
+            )
+        )
+        return "new"
+
+    def _find_cluster(self, conn: Connection, values: dict[str, Any]) -> int | None:
+        for column in ("norm_link", "guid_key", "text_hash"):
+            if values[column] is None:
+                continue
+            found = conn.execute(
+                sa.select(entries.c.cluster_id)
+                .where(entries.c[column] == values[column])
+                .order_by(entries.c.id)
+                .limit(1)
+            ).scalar()
+            if found is not None:
+                return int(found)
+        return None
+
+    def _new_cluster(self, conn: Connection, feed_name: str, key: str, now: datetime) -> int:
+        guid = f"urn:uuid:{uuid.uuid5(GUID_NAMESPACE, feed_name + chr(10) + key)}"
+        result = conn.execute(clusters.insert().values(guid=guid, first_seen=now))
+        pk = result.inserted_primary_key
+        assert pk is not None
+        return int(pk[0])
+
+    # -- reading for publish -------------------------------------------------------------
+
+    def latest_clusters(
+        self, feed_names: Sequence[str], limit: int, offset: int = 0
+    ) -> list[list[StoredItem]]:
+        """Clusters with a member from `feed_names`, newest story first, members loaded."""
+        if not feed_names:
+            return []
+        story_date = sa.func.min(entries.c.sort_date).label("story_date")
+        top = (
+            sa.select(entries.c.cluster_id, story_date)
+            .where(entries.c.feed_name.in_(list(feed_names)))
+            .group_by(entries.c.cluster_id)
+            .order_by(story_date.desc(), entries.c.cluster_id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.engine.connect() as conn:
+            ids = [row.cluster_id for row in conn.execute(top)]
+            if not ids:
+                return []
+            query = _members_query().where(entries.c.cluster_id.in_(ids))
+            members: dict[int, list[StoredItem]] = {i: [] for i in ids}
+            for row in conn.execute(query):
+                members[row.cluster_id].append(_stored_item(row._mapping))
+        return [members[i] for i in ids]
+
+    def find_entries(self, needle: str) -> list[StoredItem]:
+        """Entries whose guid, link or published guid is `needle` (for `explain`)."""
+        norm = dedupe.normalize_url(needle)
+        with self.engine.connect() as conn:
+            cluster_ids = [
+                row[0]
+                for row in conn.execute(
+                    sa.select(entries.c.cluster_id)
+                    .join(clusters, clusters.c.id == entries.c.cluster_id)
+                    .where(
+                        sa.or_(
+                            entries.c.guid == needle,
+                            entries.c.link == needle,
+                            entries.c.norm_link == norm,
+                            clusters.c.guid == needle,
+                        )
+                    )
+                )
+            ]
+        found: list[StoredItem] = []
+        for cid in dict.fromkeys(cluster_ids):
+            found.extend(self._cluster_members(cid))
+        return found
+
+    def _cluster_members(self, cluster_id: int) -> list[StoredItem]:
+        query = _members_query().where(entries.c.cluster_id == cluster_id)
+        with self.engine.connect() as conn:
+            return [_stored_item(row._mapping) for row in conn.execute(query)]
+
+
+def _feed_values(state: FeedState, meta: ParsedFeed | None) -> dict[str, Any]:
+    values = {f.name: getattr(state, f.name) for f in fields(FeedState) if f.name != "entries"}
+    if meta is not None:
+        values |= {
+            "title": meta.title,
+            "link": meta.link,
+            "language": meta.language,
+            "rights": meta.rights,
+            "license": meta.license,
+            "author": meta.author,
+            "ttl": meta.ttl,
+        }
+    return values
+
+
+def _members_query() -> sa.Select[Any]:
+    """Entries with their story guid and provider facts, as policy needs them."""
+    return (
+        sa.select(
+            entries,
+            clusters.c.guid.label("cluster_guid"),
+            feeds.c.url.label("feed_url"),
+            feeds.c.title.label("feed_title"),
+            feeds.c.link.label("feed_link"),
+            feeds.c.rights.label("feed_rights"),
+            feeds.c.license.label("feed_license"),
+            feeds.c.author.label("feed_author"),
+        )
+        .join(clusters, clusters.c.id == entries.c.cluster_id)
+        .join(feeds, feeds.c.name == entries.c.feed_name)
+        .order_by(entries.c.id)
+    )
+
+
+def _sort_date(entry: ParsedEntry, first_seen: datetime) -> datetime:
+    # A provider that re-dates an old entry must not push it to the top of the merged feed.
+    return min(entry.published or first_seen, first_seen)
+
+
+def _entry_values(entry: ParsedEntry, chash: str) -> dict[str, Any]:
+    return {
+        "guid": entry.guid,
+        "link": entry.link,
+        "norm_link": dedupe.normalize_url(entry.link),
+        "guid_key": dedupe.guid_key(entry.guid),
+        "text_hash": dedupe.text_hash(entry),
+        "content_hash": chash,
+        "title": entry.title,
+        "author": entry.author,
+        "published": entry.published,
+        "updated": entry.updated,
+        "summary_html": entry.summary_html,
+        "content_html": entry.content_html,
+        "rights": entry.rights,
+        "license": entry.license,
+        "categories": json.dumps(list(entry.categories), ensure_ascii=False),
+    }
+
+
+_ITEM_FIELDS = {f.name for f in fields(StoredItem)}
+
+
+def _stored_item(row: Any) -> StoredItem:
+    values = {k: v for k, v in row.items() if k in _ITEM_FIELDS}
+    values["categories"] = tuple(json.loads(row["categories"] or "[]"))
+    return StoredItem(**values)

@@ -1,0 +1,142 @@
+"""The store behaves the same on SQLite (the default) and PostgreSQL (for scale-out)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from aggregator.models import FeedState, Fetched, ParsedEntry, ParsedFeed
+from aggregator.store import Store
+
+NOW = datetime(2025, 10, 17, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'test.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    s = Store(url)
+    yield s
+    s.close()
+
+
+def entry(key: str, **kw: object) -> ParsedEntry:
+    values: dict[str, object] = {
+        "title": f"title {key}",
+        "guid": key,
+        "link": f"https://a.example/{key}",
+        "author": "김유미",
+        "published": NOW - timedelta(hours=1),
+        "summary_html": f"<p>text of {key}</p>",
+    }
+    values.update(kw)
+    return ParsedEntry(key=key, **values)  # type: ignore[arg-type]
+
+
+def save(store: Store, name: str, *entries: ParsedEntry, now: datetime = NOW) -> tuple[int, int]:
+    state = FeedState(name=name, url=f"https://{name}.example/rss", status=200, last_ok=now)
+    fetched = Fetched(name=name, url=state.url, status=200, body=b"")
+    result = store.store_entries(state, fetched, ParsedFeed(title=name, entries=entries), now)
+    return result.new, result.updated
+
+
+def test_repolled_entry_is_stored_once_and_changes_update_it(store: Store) -> None:
+    assert save(store, "a", entry("1"), entry("2")) == (2, 0)
+    assert save(store, "a", entry("1"), entry("2")) == (0, 0)
+    assert save(store, "a", entry("1", title="corrected"), entry("2")) == (0, 1)
+    clusters = store.latest_clusters(["a"], 10)
+    assert sorted(m.title for c in clusters for m in c) == ["corrected", "title 2"]
+
+
+def test_same_link_from_two_providers_joins_one_story(store: Store) -> None:
+    save(store, "a", entry("x", link="https://news.example/story?id=7"))
+    save(
+        store,
+        "b",
+        entry("b-1", link="http://NEWS.example/story?id=7&utm_source=rss&fbclid=abc#top"),
+        entry("b-2", link="https://news.example/story?id=8"),
+    )
+    clusters = store.latest_clusters(["a", "b"], 10)
+    sizes = sorted(len(c) for c in clusters)
+    assert sizes == [1, 2]
+    merged = next(c for c in clusters if len(c) == 2)
+    assert {m.feed_name for m in merged} == {"a", "b"}
+    assert merged[0].cluster_guid == merged[1].cluster_guid
+
+
+def test_short_numeric_guids_do_not_merge_different_stories(store: Store) -> None:
+    save(store, "a", entry("123", link="https://a.example/1"))
+    save(store, "b", entry("123", link="https://b.example/other"))
+    assert len(store.latest_clusters(["a", "b"], 10)) == 2
+
+
+def test_story_guid_is_stable_across_reopen_and_new_members(store: Store) -> None:
+    save(store, "a", entry("1", link="https://n.example/s1"))
+    guid = store.latest_clusters(["a"], 10)[0][0].cluster_guid
+    save(store, "b", entry("z", link="https://n.example/s1"))
+    again = Store(store.url)
+    try:
+        members = again.latest_clusters(["a", "b"], 10)[0]
+    finally:
+        again.close()
+    assert {m.cluster_guid for m in members} == {guid}
+    assert guid.startswith("urn:uuid:")
+
+
+def test_newest_first_and_limit(store: Store) -> None:
+    save(store, "a", *(entry(str(i), published=NOW - timedelta(hours=i)) for i in range(5)))
+    clusters = store.latest_clusters(["a"], 3)
+    assert [c[0].key for c in clusters] == ["0", "1", "2"]
+    assert [c[0].key for c in store.latest_clusters(["a"], 3, offset=3)] == ["3", "4"]
+
+
+def test_redated_entry_does_not_jump_to_top(store: Store) -> None:
+    save(store, "a", entry("old", published=NOW - timedelta(days=3)))
+    save(store, "a", entry("new", published=NOW - timedelta(hours=1)), now=NOW)
+    later = NOW + timedelta(days=1)
+    save(
+        store,
+        "a",
+        entry("old", published=later),
+        entry("new", published=NOW - timedelta(hours=1)),
+        now=later,
+    )
+    assert [c[0].key for c in store.latest_clusters(["a"], 10)] == ["new", "old"]
+
+
+def test_feed_state_round_trip(store: Store) -> None:
+    until = NOW + timedelta(minutes=5)
+    state = FeedState(
+        name="a",
+        url="https://a.example/rss",
+        etag='"x"',
+        last_modified="Fri",
+        errors=2,
+        retry_until=until,
+        gone=True,
+        status=410,
+    )
+    store.save_feed_state(state)
+    got = store.feed_states()["a"]
+    assert (got.etag, got.errors, got.retry_until, got.gone, got.status) == (
+        '"x"',
+        2,
+        until,
+        True,
+        410,
+    )
+    assert got.retry_until is not None and got.retry_until.tzinfo is not None
+
+
+def test_find_entries_by_link_or_guid(store: Store) -> None:
+    save(store, "a", entry("g1", link="https://n.example/s1"))
+    save(store, "b", entry("g2", link="https://n.example/s1?utm_medium=x"))
+    found = store.find_entries("https://n.example/s1")
+    assert {m.feed_name for m in found} == {"a", "b"}
+    assert store.find_entries(found[0].cluster_guid)
+    assert store.find_entries("nothing-like-this") == []
