@@ -210,18 +210,25 @@ class Config(_Strict):
         return feed.timezone or self.timezone
 
 
-def _node_lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+def _node_lines(
+    node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int], source: str
+) -> None:
     """Map every key path to its 1-based line so errors can point into the file."""
     out[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
         for key_node, value_node in node.value:
             key = key_node.value
+            if key in seen:
+                # YAML would silently keep the last one; for a contract that is a trap.
+                raise ConfigError(f"{source}:{key_node.start_mark.line + 1}: duplicate key {key!r}")
+            seen.add(key)
             out[(*path, key)] = key_node.start_mark.line + 1
-            _node_lines(value_node, (*path, key), out)
+            _node_lines(value_node, (*path, key), out, source)
             out[(*path, key)] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _node_lines(item, (*path, i), out)
+            _node_lines(item, (*path, i), out, source)
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
@@ -263,7 +270,7 @@ def parse(text: str, source: str = DEFAULT_CONFIG, base_dir: Path = Path(".")) -
         raise ConfigError(f"{source}: expected a mapping with a 'feeds:' list at the top level")
     lines: dict[tuple[Any, ...], int] = {}
     if node is not None:
-        _node_lines(node, (), lines)
+        _node_lines(node, (), lines, source)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:

@@ -1,0 +1,93 @@
+"""HTTP behaviour against a real local server: conditional GET, caps, timeouts, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from datetime import UTC, datetime, timedelta
+
+from aggregator.config import FetchConfig
+from aggregator.fetch import USER_AGENT, fetch_all, parse_retry_after
+from aggregator.models import FeedState, Fetched
+from tests.feedserver import FeedServer, Route
+
+
+def fetch(
+    server: FeedServer, path: str, cfg: FetchConfig | None = None, **state: object
+) -> Fetched:
+    st = FeedState(name=path, url=server.url(path), **state)  # type: ignore[arg-type]
+    return asyncio.run(fetch_all([(st, {"X-Api-Key": "k1"})], cfg or FetchConfig()))[0]
+
+
+def test_conditional_get_round_trip(feed_server: FeedServer) -> None:
+    feed_server.routes["/f"] = Route(body=b"<rss/>")
+    first = fetch(feed_server, "/f")
+    assert first.ok and first.body == b"<rss/>" and first.etag
+    second = fetch(feed_server, "/f", etag=first.etag)
+    assert second.not_modified and second.error is None
+    sent = feed_server.requests("/f")
+    assert sent[1].headers["if-none-match"] == first.etag
+    assert sent[0].headers["user-agent"] == USER_AGENT
+    assert sent[0].headers["x-api-key"] == "k1"
+    assert "gzip" in sent[0].headers["accept-encoding"]
+
+
+def test_permanent_redirect_followed_and_reported(feed_server: FeedServer) -> None:
+    feed_server.routes["/old"] = Route(status=301, redirect="/new")
+    feed_server.routes["/new"] = Route(body=b"<rss/>")
+    result = fetch(feed_server, "/old")
+    assert result.ok and result.permanent_redirect == feed_server.url("/new")
+    feed_server.routes["/tmp"] = Route(status=302, redirect="/new")
+    assert fetch(feed_server, "/tmp").permanent_redirect is None
+
+
+def test_errors_become_results_not_exceptions(feed_server: FeedServer) -> None:
+    feed_server.routes["/gone"] = Route(status=410)
+    feed_server.routes["/boom"] = Route(status=500)
+    assert fetch(feed_server, "/gone").error.startswith("HTTP 410")  # type: ignore[union-attr]
+    assert fetch(feed_server, "/boom").error == "HTTP 500 Internal Server Error"
+    assert fetch(feed_server, "/missing").error == "HTTP 404 Not Found"
+    refused = asyncio.run(
+        fetch_all([(FeedState(name="x", url="http://127.0.0.1:9/"), {})], FetchConfig())
+    )[0]
+    assert refused.error is not None and refused.error.startswith("cannot connect")
+
+
+def test_retry_after_is_recorded(feed_server: FeedServer) -> None:
+    feed_server.routes["/busy"] = Route(status=429, headers={"Retry-After": "120"})
+    before = datetime.now(UTC)
+    result = fetch(feed_server, "/busy")
+    assert result.retry_after is not None
+    assert timedelta(seconds=115) < result.retry_after - before < timedelta(seconds=130)
+
+
+def test_parse_retry_after_forms() -> None:
+    now = datetime(2025, 10, 16, 12, 0, tzinfo=UTC)
+    assert parse_retry_after("30", now) == now + timedelta(seconds=30)
+    assert parse_retry_after("Thu, 16 Oct 2025 12:10:00 GMT", now) == now + timedelta(minutes=10)
+    assert parse_retry_after("Thu, 16 Oct 2025 11:00:00 GMT", now) == now
+    assert parse_retry_after("soon", now) is None
+
+
+def test_slow_server_is_cut_off(feed_server: FeedServer) -> None:
+    feed_server.routes["/slow"] = Route(body=b"<rss/>", delay=3)
+    result = fetch(feed_server, "/slow", FetchConfig(timeout=1))
+    assert result.error is not None and "timed out" in result.error
+    assert result.elapsed < 2.5
+
+
+def test_body_cap_applies_after_decompression(feed_server: FeedServer) -> None:
+    bomb = gzip.compress(b" " * 5_000_000)
+    feed_server.routes["/bomb"] = Route(body=bomb, headers={"Content-Encoding": "gzip"})
+    result = fetch(feed_server, "/bomb", FetchConfig(max_bytes=1_000_000))
+    assert len(bomb) < 1_000_000
+    assert result.error is not None and "exceeds the 1,000,000-byte limit" in result.error
+
+
+def test_one_bad_feed_does_not_stop_the_others(feed_server: FeedServer) -> None:
+    feed_server.routes["/ok"] = Route(body=b"<rss/>")
+    feed_server.routes["/slow"] = Route(body=b"<rss/>", delay=3)
+    jobs = [(FeedState(name=p, url=feed_server.url(p)), {}) for p in ("/slow", "/ok", "/nope")]
+    results = asyncio.run(fetch_all(jobs, FetchConfig(timeout=1)))
+    assert [r.name for r in results] == ["/slow", "/ok", "/nope"]
+    assert [r.ok for r in results] == [False, True, False]
