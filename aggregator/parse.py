@@ -44,8 +44,8 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16-le"),
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
-_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([\w.:-]+)["']""")
-_XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml\s[^>]*?encoding\s*=\s*["']([\w.:-]+)["']""")
+_XML_DECL = re.compile(r"^\s*<\?xml\s[^>]*\?>")
 # Labels Korean servers send that browsers read as windows-949 but WHATWG does not list.
 _CP949_ALIASES = frozenset({"cp949", "ms949", "uhc", "x-uhc", "x-windows-949"})
 
@@ -162,7 +162,7 @@ def _sanitize(fragment: str, base: str) -> str:
     """Allowlist, absolute URLs: the output is embedded in other people's pages and feeds."""
 
     def absolute(tag: str, attribute: str, value: str) -> str | None:
-        return urljoin(base, value) if attribute in ("href", "src") else value
+        return urljoin(base, value) if attribute in ("href", "src", "cite") else value
 
     return nh3.clean(
         fragment,
@@ -248,6 +248,15 @@ def _local_form(text: str) -> datetime | None:
     return stamp
 
 
+def _rfc822(text: str) -> datetime:
+    """email.utils takes "PM" for the zone: "Oct 16, 2025 7:58 PM +0900" -> 07:58, zone lost."""
+    ampm = re.search(r"\s([AP])M\b", text, re.IGNORECASE)
+    stamp = parsedate_to_datetime(text[: ampm.start()] + text[ampm.end() :] if ampm else text)
+    if ampm and stamp.hour <= 12:
+        stamp = stamp.replace(hour=stamp.hour % 12 + (12 if ampm[1].upper() == "P" else 0))
+    return stamp
+
+
 def parse_date(raw: str | None, default_tz: tzinfo) -> datetime | None:
     """Any date a feed publishes -> aware UTC; feedparser gets zone-less and Korean forms wrong.
 
@@ -260,7 +269,7 @@ def parse_date(raw: str | None, default_tz: tzinfo) -> datetime | None:
     parsers: tuple[Callable[[str], datetime | None], ...] = (
         lambda t: datetime.fromisoformat(t.upper()),
         _local_form,
-        parsedate_to_datetime,
+        _rfc822,
     )
     for parser in parsers:
         try:
@@ -472,12 +481,12 @@ def parse_feed(
     if text.startswith("{") or (not text.startswith("<") and media_type.endswith("json")):
         result: Mapping[str, Any] = _from_json(text)
     else:
-        data = '<?xml version="1.0" encoding="utf-8"?>' + _XML_DECL.sub("", text, count=1)
-        _refuse_entities(data.encode())
+        data = ('<?xml version="1.0" encoding="utf-8"?>' + _XML_DECL.sub("", text, 1)).encode()
+        _refuse_entities(data)
         # A file object, not bytes: given bytes, feedparser first tries to open() them as a
         # local path. No content-location: it would rewrite permalink guids like "123" to URLs.
         result = feedparser.parse(
-            io.BytesIO(data.encode()),
+            io.BytesIO(data),
             response_headers={"content-type": "application/xml; charset=utf-8"},
             sanitize_html=False,
             resolve_relative_uris=False,

@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from aggregator import parse
 from aggregator.models import ParsedFeed
 from aggregator.parse import ParseError, decode, parse_date, parse_feed
 
@@ -62,7 +61,7 @@ def test_documents_declaring_entities_are_refused_before_feedparser_sees_them(
     def never(*_: object, **__: object) -> None:
         raise AssertionError("feedparser must not see a document that declares entities")
 
-    monkeypatch.setattr(parse.feedparser, "parse", never)
+    monkeypatch.setattr("aggregator.parse.feedparser.parse", never)
     with pytest.raises(ParseError, match=r"declares XML entities.*refused"):
         load(name)
 
@@ -338,8 +337,8 @@ def test_content_encoded_alone_is_not_duplicated_into_summary() -> None:
 # --- 7. dates -------------------------------------------------------------------------------
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0, us: int = 0) -> datetime:
+    return datetime(y, mo, d, h, mi, s, us, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -353,6 +352,7 @@ def utc(*args: int) -> datetime:
         ("Thu, 16 Oct 2025 03:58:00 PDT", UTC, utc(2025, 10, 16, 10, 58)),
         ("Thu, 16 Oct 2025 10:58:00 Z", SEOUL, utc(2025, 10, 16, 10, 58)),
         ("16 Oct 2025 19:58 KST", UTC, utc(2025, 10, 16, 10, 58)),
+        ("Oct 16, 2025 7:58 PM +0900", UTC, utc(2025, 10, 16, 10, 58)),
         ("Thu, 16 Oct 2025 19:58:00", SEOUL, utc(2025, 10, 16, 10, 58)),  # no zone
         ("Thu, 16 Oct 2025 10:58:00 -0000", SEOUL, utc(2025, 10, 16, 10, 58)),
         # ISO 8601 / RFC 3339
