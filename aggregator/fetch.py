@@ -8,6 +8,9 @@ the others.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import re
+import socket
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -34,6 +37,43 @@ class BodyTooLarge(Exception):
     pass
 
 
+class BlockedAddress(httpx.TransportError):
+    """A request (or a redirect) that would reach a private, loopback or link-local address."""
+
+
+def _forbidden(ip: str) -> bool:
+    addr = ipaddress.ip_address(ip.split("%")[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        addr = addr.ipv4_mapped
+    return not addr.is_global or addr.is_multicast
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """Checks every request's resolved addresses, so redirects cannot reach inside either.
+
+    The check resolves the name just before connecting; a DNS answer that changes between
+    the check and the connection (rebinding) is not caught.
+    """
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        port = request.url.port or (443 if request.url.scheme == "https" else 80)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except OSError as exc:
+            raise httpx.ConnectError(f"cannot resolve {host}: {exc}", request=request) from exc
+        for *_, sockaddr in infos:
+            if _forbidden(str(sockaddr[0])):
+                raise BlockedAddress(
+                    f"refused: {host} resolves to non-public address {sockaddr[0]}"
+                    " (fetch.block_private_networks)",
+                    request=request,
+                )
+        return await super().handle_async_request(request)
+
+
 def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
     """Retry-After is either delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
     if not value:
@@ -48,6 +88,26 @@ def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(when, now)
+
+
+_MAX_AGE = re.compile(r"(?:^|,)\s*(?:s-maxage|max-age)\s*=\s*\"?(\d+)", re.IGNORECASE)
+
+
+def fresh_until(headers: httpx.Headers, now: datetime) -> datetime | None:
+    """How long the server says its answer stays fresh (Cache-Control beats Expires)."""
+    cache_control = headers.get("Cache-Control", "")
+    if "no-cache" in cache_control.lower() or "no-store" in cache_control.lower():
+        return None
+    if m := _MAX_AGE.search(cache_control):
+        return now + timedelta(seconds=int(m.group(1)))
+    expires = headers.get("Expires")
+    if expires:
+        try:
+            when = parsedate_to_datetime(expires)
+        except (TypeError, ValueError):
+            return None
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return None
 
 
 def _permanent_redirect(response: httpx.Response) -> str | None:
@@ -74,6 +134,7 @@ async def _get(
             status=status,
             final_url=str(response.url),
             permanent_redirect=_permanent_redirect(response),
+            fresh_until=fresh_until(response.headers, now),
         )
         if status == 304:
             return replace(common, etag=state.etag, last_modified=state.last_modified)
@@ -127,6 +188,8 @@ async def fetch_one(
             error = f"timed out waiting for the server ({type(exc).__name__})"
         except httpx.TooManyRedirects:
             error = f"more than {MAX_REDIRECTS} redirects"
+        except BlockedAddress as exc:
+            error = str(exc)
         except httpx.ConnectError as exc:
             error = f"cannot connect: {exc}"
         except httpx.HTTPError as exc:
@@ -154,7 +217,9 @@ async def fetch_all(
         lambda: asyncio.Semaphore(cfg.per_host)
     )
 
+    transport = GuardedTransport(limits=limits) if cfg.block_private_networks else None
     async with httpx.AsyncClient(
+        transport=transport,
         headers={"User-Agent": USER_AGENT, "Accept": ACCEPT},
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,

@@ -32,6 +32,8 @@ class Fetched:
     retry_after: datetime | None = None
     permanent_redirect: str | None = None
     elapsed: float = 0.0
+    #: The earliest time the server's Cache-Control max-age / Expires allow a re-fetch.
+    fresh_until: datetime | None = None
 
     @property
     def not_modified(self) -> bool:
@@ -121,6 +123,8 @@ class Decision:
     rule: str
     signals: tuple[str, ...] = ()
     notice: str | None = None
+    #: What the rights signals alone allow (`auto`); differs from `level` under a contract.
+    detected: Level | None = None
 
 
 @dataclass(frozen=True)
@@ -148,14 +152,23 @@ class PublishedItem:
     rights: str | None = None
     also: tuple[tuple[str, str], ...] = ()
     categories: tuple[str, ...] = field(default_factory=tuple)
+    #: Crawlers must not index this republished copy (feeds[].noindex).
+    noindex: bool = False
+    #: What the terms removed from the provider's entry, in words (for `explain`).
+    removed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class FeedState:
-    """What the store remembers about a feed between polls (store -> schedule/fetch)."""
+    """What the store remembers about a feed between polls (store -> schedule/fetch).
+
+    `url` is where we fetch now; `config_url` is what the operator configured. They differ
+    only after a permanent redirect was adopted.
+    """
 
     name: str
     url: str
+    config_url: str | None = None
     etag: str | None = None
     last_modified: str | None = None
     body_hash: str | None = None
@@ -168,4 +181,5 @@ class FeedState:
     retry_until: datetime | None = None
     gone: bool = False
     permanent_redirect: str | None = None
+    redirects_seen: int = 0
     entries: int = 0

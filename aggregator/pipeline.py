@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from aggregator import fetch, parse, policy, publish, schedule
 from aggregator.config import Config, FeedConfig
@@ -59,14 +60,16 @@ def run_cycle(
     """Poll the due feeds (all of them when `forced`, bar gone/throttled ones), then publish."""
     now = now or datetime.now(UTC)
     stored = store.feed_states()
+    throttled = store.host_throttles(now)
     reports: list[FeedReport] = []
     jobs: list[tuple[FeedConfig, FeedState]] = []
     for feed in config.feeds:
         state = schedule.initial_state(feed, stored.get(feed.name))
-        reason = schedule.skip_reason(state, now)
+        host_until = throttled.get(_host(state.url))
+        reason = schedule.skip_reason(state, now, host_until)
         if reason:
             reports.append(FeedReport(feed.name, "skipped", state.status, message=reason))
-        elif forced or schedule.is_due(state, now):
+        elif forced or schedule.is_due(state, now, host_until):
             jobs.append((feed, state))
     results = asyncio.run(fetch.fetch_all([(s, f.headers) for f, s in jobs], config.fetch))
     for (feed, state), fetched in zip(jobs, results, strict=True):
@@ -91,42 +94,46 @@ def absorb(
     rng: random.Random | None = None,
 ) -> FeedReport:
     """Turn one fetch result into stored state and entries."""
-    polled = replace(
-        state,
-        status=fetched.status,
-        last_polled=now,
-        permanent_redirect=fetched.permanent_redirect,
+    polled, moved = schedule.follow_redirect(
+        replace(state, status=fetched.status, last_polled=now), fetched.permanent_redirect
     )
-    moved = (
-        f"; moved permanently to {fetched.permanent_redirect} (update its url in the config)"
-        if fetched.permanent_redirect
-        else ""
-    )
+    notes = [moved] if moved else []
     if fetched.error is not None:
-        return _failed(config, store, feed, polled, fetched, fetched.error + moved, now, rng)
+        _throttle_host(config, store, state, fetched, now)
+        return _failed(
+            config, store, feed, polled, fetched, "; ".join([fetched.error, *notes]), now, rng
+        )
 
     body_hash = hashlib.sha256(fetched.body).hexdigest() if fetched.body is not None else None
     if fetched.not_modified or (body_hash is not None and body_hash == state.body_hash):
-        ok = _succeeded(config, feed, polled, fetched, now, rng, body_hash or state.body_hash)
+        ok = _succeeded(
+            config, store, feed, polled, fetched, now, rng, body_hash or state.body_hash
+        )
         store.save_feed_state(ok)
         outcome = "not-modified" if fetched.not_modified else "unchanged"
         message = "not modified" if fetched.not_modified else "body unchanged"
         return FeedReport(
-            feed.name, outcome, fetched.status, message=message + moved, elapsed=fetched.elapsed
+            feed.name,
+            outcome,
+            fetched.status,
+            message="; ".join([message, *notes]),
+            elapsed=fetched.elapsed,
         )
 
     assert fetched.body is not None
     try:
         parsed = parse.parse_feed(
             fetched.body,
-            url=fetched.final_url or feed.url,
+            url=fetched.final_url or state.url,
             content_type=fetched.content_type,
             timezone=config.feed_timezone(feed),
             now=now,
         )
     except parse.ParseError as exc:
-        return _failed(config, store, feed, polled, fetched, str(exc) + moved, now, rng)
-    ok = _succeeded(config, feed, polled, fetched, now, rng, body_hash, parsed.ttl)
+        return _failed(
+            config, store, feed, polled, fetched, "; ".join([str(exc), *notes]), now, rng
+        )
+    ok = _succeeded(config, store, feed, polled, fetched, now, rng, body_hash, parsed.ttl)
     result = store.store_entries(ok, fetched, parsed, now)
     for warning in parsed.warnings:
         log.info("%s: %s", feed.name, warning)
@@ -136,13 +143,29 @@ def absorb(
         fetched.status,
         new=result.new,
         updated=result.updated,
-        message=f"{len(parsed.entries)} entries in feed" + moved,
+        message="; ".join([f"{len(parsed.entries)} entries in feed", *notes]),
         elapsed=fetched.elapsed,
     )
 
 
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def _throttle_host(
+    config: Config, store: Store, state: FeedState, fetched: Fetched, now: datetime
+) -> None:
+    """429 (and 503 with Retry-After) slows every feed on that host, not just this one."""
+    until = fetched.retry_after
+    if until is None and fetched.status == 429:
+        until = now + config.schedule.min_interval
+    if until is not None and fetched.status in (429, 503):
+        store.throttle_host(_host(state.url), until, f"HTTP {fetched.status} from {state.url}")
+
+
 def _succeeded(
     config: Config,
+    store: Store,
     feed: FeedConfig,
     state: FeedState,
     fetched: Fetched,
@@ -160,7 +183,15 @@ def _succeeded(
         errors=0,
         last_ok=now,
         retry_until=None,
-        next_poll=schedule.next_poll(feed, config, now, ttl_minutes=ttl, rng=rng),
+        next_poll=schedule.next_poll(
+            feed,
+            config,
+            now,
+            ttl_minutes=ttl,
+            fresh_until=fetched.fresh_until,
+            recent=store.recent_dates(feed.name),
+            rng=rng,
+        ),
     )
 
 

@@ -51,6 +51,7 @@ feeds = sa.Table(
     metadata,
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("url", sa.Text, nullable=False),
+    sa.Column("config_url", sa.Text),
     sa.Column("etag", sa.Text),
     sa.Column("last_modified", sa.Text),
     sa.Column("body_hash", sa.String(64)),
@@ -63,6 +64,7 @@ feeds = sa.Table(
     sa.Column("retry_until", UTCDateTime),
     sa.Column("gone", sa.Boolean, nullable=False, default=False),
     sa.Column("permanent_redirect", sa.Text),
+    sa.Column("redirects_seen", sa.Integer, nullable=False, default=0),
     sa.Column("title", sa.Text),
     sa.Column("link", sa.Text),
     sa.Column("language", sa.String(35)),
@@ -70,6 +72,15 @@ feeds = sa.Table(
     sa.Column("license", sa.Text),
     sa.Column("author", sa.Text),
     sa.Column("ttl", sa.Integer),
+)
+
+#: Per-host throttling (429/503 Retry-After), shared by every feed on the host.
+hosts = sa.Table(
+    "hosts",
+    metadata,
+    sa.Column("host", sa.String(255), primary_key=True),
+    sa.Column("retry_until", UTCDateTime, nullable=False),
+    sa.Column("reason", sa.Text),
 )
 
 clusters = sa.Table(
@@ -111,6 +122,7 @@ entries = sa.Table(
     sa.Index("ix_entries_text_hash", "text_hash"),
     sa.Index("ix_entries_cluster", "cluster_id"),
     sa.Index("ix_entries_sort", "sort_date"),
+    sa.Index("ix_entries_feed_sort", "feed_name", "sort_date"),
 )
 
 
@@ -177,6 +189,31 @@ class Store:
             conn.execute(feeds.update().where(feeds.c.name == values["name"]).values(values))
         else:
             conn.execute(feeds.insert().values(values))
+
+    def host_throttles(self, now: datetime) -> dict[str, datetime]:
+        """Hosts that asked us to wait, and until when."""
+        query = sa.select(hosts.c.host, hosts.c.retry_until).where(hosts.c.retry_until > now)
+        with self.engine.connect() as conn:
+            return {row.host: row.retry_until for row in conn.execute(query)}
+
+    def throttle_host(self, host: str, until: datetime, reason: str) -> None:
+        with self.engine.begin() as conn:
+            updated = conn.execute(
+                hosts.update().where(hosts.c.host == host).values(retry_until=until, reason=reason)
+            ).rowcount
+            if not updated:
+                conn.execute(hosts.insert().values(host=host, retry_until=until, reason=reason))
+
+    def recent_dates(self, feed_name: str, limit: int = 10) -> list[datetime]:
+        """The feed's latest entry dates, newest first, to estimate how often it publishes."""
+        query = (
+            sa.select(entries.c.sort_date)
+            .where(entries.c.feed_name == feed_name)
+            .order_by(entries.c.sort_date.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [row.sort_date for row in conn.execute(query)]
 
     # -- entries -------------------------------------------------------------------------
 

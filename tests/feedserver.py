@@ -22,6 +22,7 @@ class Route:
     delay: float = 0.0
     redirect: str | None = None
     etag: bool = True
+    trickle: float = 0.0  # seconds between 16-byte chunks: a server that never quite finishes
 
 
 @dataclass
@@ -60,7 +61,13 @@ class FeedServer:
                         self.send_header(k, v)
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
-                    self.wfile.write(body)
+                    if route is not None and route.trickle:
+                        for i in range(0, len(body), 16):
+                            self.wfile.write(body[i : i + 16])
+                            self.wfile.flush()
+                            time.sleep(route.trickle)
+                    else:
+                        self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
@@ -85,8 +92,8 @@ class FeedServer:
                 return 304, {"ETag": tag}, b""
         return 200, headers, route.body
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.httpd.server_address[1]}{path}"
 
     def requests(self, path: str) -> list[Request]:
         return [r for r in self.log if r.path.split("?")[0] == path]

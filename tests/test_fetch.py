@@ -6,8 +6,10 @@ import asyncio
 import gzip
 from datetime import UTC, datetime, timedelta
 
+import httpx
+
 from aggregator.config import FetchConfig
-from aggregator.fetch import USER_AGENT, fetch_all, parse_retry_after
+from aggregator.fetch import USER_AGENT, fetch_all, fresh_until, parse_retry_after
 from aggregator.models import FeedState, Fetched
 from tests.feedserver import FeedServer, Route
 
@@ -91,3 +93,31 @@ def test_one_bad_feed_does_not_stop_the_others(feed_server: FeedServer) -> None:
     results = asyncio.run(fetch_all(jobs, FetchConfig(timeout=1)))
     assert [r.name for r in results] == ["/slow", "/ok", "/nope"]
     assert [r.ok for r in results] == [False, True, False]
+
+
+def test_trickling_server_is_cut_off(feed_server: FeedServer) -> None:
+    # Each chunk arrives well within a read timeout, but the whole body never does.
+    feed_server.routes["/drip"] = Route(body=b"<rss>" + b" " * 2000 + b"</rss>", trickle=0.05)
+    result = fetch(feed_server, "/drip", FetchConfig(timeout=1))
+    assert result.error is not None and "timed out after 1 s" in result.error
+    assert result.elapsed < 2
+
+
+def test_freshness_headers() -> None:
+    now = datetime(2025, 10, 16, 12, 0, tzinfo=UTC)
+    hours = timedelta(hours=1)
+    assert fresh_until(httpx.Headers({"Cache-Control": "public, max-age=3600"}), now) == now + hours
+    assert fresh_until(httpx.Headers({"Cache-Control": "s-maxage=60"}), now) is not None
+    expires = {"Expires": "Thu, 16 Oct 2025 13:00:00 GMT"}
+    assert fresh_until(httpx.Headers(expires), now) == now + hours
+    assert fresh_until(httpx.Headers({"Expires": "0"}), now) is None
+    assert fresh_until(httpx.Headers({}), now) is None
+
+
+def test_block_private_networks_refuses_loopback(feed_server: FeedServer) -> None:
+    feed_server.routes["/f"] = Route(body=b"<rss/>")
+    result = fetch(feed_server, "/f", FetchConfig(block_private_networks=True))
+    assert result.error is not None
+    assert "non-public address 127.0.0.1" in result.error
+    assert feed_server.requests("/f") == []  # nothing reached the server
+    assert fetch(feed_server, "/f").ok  # off by default

@@ -10,7 +10,15 @@ import pytest
 
 from aggregator import config
 from aggregator.models import FeedState
-from aggregator.schedule import DaemonLock, initial_state, is_due, next_poll, skip_reason
+from aggregator.schedule import (
+    DaemonLock,
+    follow_redirect,
+    initial_state,
+    is_due,
+    next_poll,
+    publishing_interval,
+    skip_reason,
+)
 
 NOW = datetime(2025, 10, 16, 12, 0, tzinfo=UTC)
 CFG = config.parse(
@@ -75,9 +83,69 @@ def test_jitter_spreads_feeds() -> None:
 
 def test_changed_url_starts_afresh() -> None:
     stored = FeedState("a", "https://old.example/rss", etag='"1"', gone=True, errors=4)
-    assert initial_state(A, stored) == FeedState("a", A.url)
+    assert initial_state(A, stored) == FeedState("a", A.url, config_url=A.url)
     same = FeedState("a", A.url, etag='"1"')
-    assert initial_state(A, same) is same
+    assert initial_state(A, same).etag == '"1"'
+    # after adopting a redirect the fetch URL differs from the configured one: keep state
+    adopted = FeedState("a", "https://new.example/rss", config_url=A.url, etag='"2"')
+    assert initial_state(A, adopted) == adopted
+
+
+def test_permanent_redirect_adopted_only_when_consistent() -> None:
+    state = FeedState("a", A.url, config_url=A.url)
+    new = "https://new.example/rss"
+    for seen in (1, 2):
+        state, note = follow_redirect(state, new)
+        assert state.url == A.url and note and f"seen {seen}x" in note
+    state, note = follow_redirect(state, new)
+    assert state.url == new and note and "adopted" in note
+    # a redirect that comes and goes starts counting again
+    flappy = FeedState("a", A.url, redirects_seen=2, permanent_redirect=new)
+    flappy, _ = follow_redirect(flappy, None)
+    assert flappy.redirects_seen == 0
+    flappy, _ = follow_redirect(flappy, "https://other.example/rss")
+    assert flappy.redirects_seen == 1 and flappy.url == A.url
+
+
+def test_host_throttle_skips_even_a_forced_poll() -> None:
+    state = FeedState("a", "u")
+    reason = skip_reason(state, NOW, host_until=NOW + timedelta(minutes=3))
+    assert reason and "host asked us to wait" in reason
+    assert not is_due(state, NOW, host_until=NOW + timedelta(minutes=3))
+    assert is_due(state, NOW, host_until=NOW - timedelta(minutes=3))
+
+
+@pytest.mark.parametrize(
+    ("gaps_hours", "expected"),
+    [
+        ([2, 2, 2, 2], timedelta(hours=1)),  # every 2 h -> poll hourly
+        ([0.1, 0.1, 0.1], timedelta(minutes=15)),  # bursty -> floor at min_interval
+        ([72, 96, 48], timedelta(hours=24)),  # weekly-ish -> capped at max_interval
+        ([], timedelta(minutes=30)),  # no history -> the default interval
+    ],
+)
+def test_interval_adapts_to_publishing_rate(gaps_hours: list[float], expected: timedelta) -> None:
+    dates, t = [NOW], NOW
+    for gap in gaps_hours:
+        t -= timedelta(hours=gap)
+        dates.append(t)
+    assert within(next_poll(A, CFG, NOW, recent=dates, rng=random.Random(3)), expected)
+
+
+def test_configured_interval_does_not_adapt() -> None:
+    dates = [NOW - timedelta(minutes=10 * i) for i in range(10)]
+    assert within(next_poll(B, CFG, NOW, recent=dates, rng=random.Random(3)), timedelta(hours=2))
+
+
+def test_http_freshness_is_respected() -> None:
+    fresh = NOW + timedelta(hours=3)
+    assert within(
+        next_poll(A, CFG, NOW, fresh_until=fresh, rng=random.Random(3)), timedelta(hours=3)
+    )
+
+
+def test_dateless_feed_keeps_default_interval() -> None:
+    assert publishing_interval([NOW] * 10) is None
 
 
 def test_only_one_daemon_per_lock(tmp_path: Path) -> None:

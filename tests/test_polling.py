@@ -1,0 +1,107 @@
+"""Politeness rules seen from the provider's side: what the real CLI asks of a real server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import DATA, run_cli
+from tests.feedserver import FeedServer, Route
+
+BLOG = (DATA / "e2e" / "blog-cc.xml").read_bytes()
+PARTNER = (DATA / "e2e" / "partner.xml").read_bytes()
+
+
+def write(tmp_path: Path, feeds: list[tuple[str, str]], extra: str = "") -> Path:
+    lines = ["output: {dir: out, link: 'https://news.example.org/'}", extra, "feeds:"]
+    for name, url in feeds:
+        lines += [f"  - name: {name}", f"    url: {url}"]
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return cfg
+
+
+def status(cfg: Path) -> dict[str, dict[str, object]]:
+    result = run_cli("status", "--json", "--config", str(cfg))
+    assert result.returncode == 0, result.stderr
+    return {row["name"]: row for row in json.loads(result.stdout)}
+
+
+def test_429_slows_only_its_own_host(tmp_path: Path, feed_server: FeedServer) -> None:
+    feed_server.routes["/busy.xml"] = Route(status=429, headers={"Retry-After": "600"})
+    feed_server.routes["/ok.xml"] = Route(BLOG, "application/atom+xml")
+    feed_server.routes["/other.xml"] = Route(PARTNER)
+    cfg = write(
+        tmp_path,
+        [
+            ("busy", feed_server.url("/busy.xml")),
+            ("same-host", feed_server.url("/ok.xml")),
+            ("other-host", feed_server.url("/other.xml", host="localhost")),
+        ],
+    )
+    first = run_cli("poll", "--config", str(cfg))
+    assert "HTTP 429" in first.stdout
+    feed_server.log.clear()
+    second = run_cli("poll", "--config", str(cfg))
+    assert second.returncode == 0, second.stdout
+    assert feed_server.requests("/busy.xml") == []
+    assert feed_server.requests("/ok.xml") == []  # same host: waits too
+    assert len(feed_server.requests("/other.xml")) == 1  # another host: polled
+    assert second.stdout.count("SKIPPED") == 2
+    assert "asked us to wait" in second.stdout
+
+
+def test_backoff_and_recovery(tmp_path: Path, feed_server: FeedServer) -> None:
+    feed_server.routes["/flaky.xml"] = Route(status=500)
+    cfg = write(tmp_path, [("flaky", feed_server.url("/flaky.xml"))])
+    for expected_errors in (1, 2):
+        assert run_cli("poll", "--config", str(cfg)).returncode == 1
+        row = status(cfg)["flaky"]
+        assert row["errors"] == expected_errors
+        assert row["last_error"] == "HTTP 500 Internal Server Error"
+    feed_server.routes["/flaky.xml"] = Route(BLOG, "application/atom+xml")
+    assert run_cli("poll", "--config", str(cfg)).returncode == 0
+    row = status(cfg)["flaky"]
+    assert row["errors"] == 0 and row["last_error"] is None and row["entries"] == 2
+
+
+def test_gone_feed_is_left_alone_until_its_url_changes(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/gone.xml"] = Route(status=410)
+    feed_server.routes["/new.xml"] = Route(BLOG, "application/atom+xml")
+    cfg = write(tmp_path, [("old", feed_server.url("/gone.xml"))])
+    run_cli("poll", "--config", str(cfg))
+    assert status(cfg)["old"]["gone"] is True
+    again = run_cli("poll", "--config", str(cfg))
+    assert "SKIPPED" in again.stdout and "gone" in again.stdout
+    assert len(feed_server.requests("/gone.xml")) == 1
+    cfg = write(tmp_path, [("old", feed_server.url("/new.xml"))])
+    fixed = run_cli("poll", "--config", str(cfg))
+    assert fixed.returncode == 0 and "2 new" in fixed.stdout
+
+
+def test_consistent_permanent_redirect_is_adopted(tmp_path: Path, feed_server: FeedServer) -> None:
+    feed_server.routes["/old.xml"] = Route(status=301, redirect="/new.xml")
+    feed_server.routes["/new.xml"] = Route(PARTNER)
+    cfg = write(tmp_path, [("moved", feed_server.url("/old.xml"))])
+    for _ in range(3):
+        result = run_cli("poll", "--config", str(cfg))
+        assert result.returncode == 0
+    assert "adopted permanent redirect" in result.stdout
+    feed_server.log.clear()
+    run_cli("poll", "--config", str(cfg))
+    assert feed_server.requests("/old.xml") == []
+    fetched = feed_server.requests("/new.xml")
+    assert len(fetched) == 1 and fetched[0].status == 304  # validators kept across the move
+    assert status(cfg)["moved"]["url"] == feed_server.url("/new.xml")
+
+
+def test_unchanged_body_without_validators_is_not_parsed_again(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/plain.xml"] = Route(PARTNER, etag=False)
+    cfg = write(tmp_path, [("plain", feed_server.url("/plain.xml"))])
+    assert "2 new" in run_cli("poll", "--config", str(cfg)).stdout
+    second = run_cli("poll", "--config", str(cfg))
+    assert "body unchanged" in second.stdout
