@@ -8,15 +8,17 @@ directory could not be used.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy.exc
 
-from aggregator import __version__, config, pipeline, policy, schedule
+from aggregator import __version__, config, pipeline, policy, schedule, serve
 from aggregator.store import Store
 
 EXIT_OK, EXIT_FEEDS_FAILED, EXIT_CONFIG, EXIT_ENVIRONMENT = 0, 1, 2, 3
@@ -33,7 +35,7 @@ def _open_store(cfg: config.Config) -> Store:
 
 
 def _print_report(report: pipeline.CycleReport, cfg: config.Config) -> None:
-    width = max((len(r.name) for r in report.feeds), default=4)
+    width = max((_width(r.name) for r in report.feeds), default=4)
     for r in report.feeds:
         status = str(r.status) if r.status is not None else "-"
         if r.outcome in ("new", "unchanged"):
@@ -41,7 +43,7 @@ def _print_report(report: pipeline.CycleReport, cfg: config.Config) -> None:
         else:
             detail = r.message
         label = {"new": "ok", "unchanged": "ok", "not-modified": "ok"}.get(r.outcome, r.outcome)
-        print(f"{label.upper():8} {r.name:{width}}  {status:>3}  {detail}")
+        print(f"{label.upper():8} {_pad(r.name, width)}  {status:>3}  {detail}")
     files = ", ".join(p.name for p in report.written) or "no file changed"
     print(f"published {report.published} items to {cfg.output_dir} ({files})")
 
@@ -79,6 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
             return EXIT_ENVIRONMENT
     store = _open_store(cfg)
+    health = None if args.no_serve else serve.Health.for_daemon(cfg)
 
     def cycle() -> None:
         report = pipeline.run_cycle(cfg, store, forced=False)
@@ -92,19 +95,40 @@ def cmd_run(args: argparse.Namespace) -> int:
             sum(r.outcome != "skipped" for r in report.feeds),
             report.published,
         )
+        if health is not None:
+            health.cycle_ok()
 
     def final_publish() -> None:
         pipeline.publish_all(cfg, store, datetime.now(UTC))
         log.info("stopped; output published to %s", cfg.output_dir)
 
     log.info("daemon started: %d feeds, tick %s", len(cfg.feeds), cfg.schedule.tick)
+    server = None
     try:
+        if health is not None:
+            server = serve.Server(cfg, args.host, args.port, health).start()
+            log.info("serving %s at %s", cfg.output_dir, server.url)
         schedule.run_daemon(cfg, cycle, final_publish)
     finally:
+        if server is not None:
+            server.stop()
         store.close()
         if lock:
             lock.release()
     return EXIT_OK
+
+
+def _width(text: str) -> int:
+    """Terminal columns: Hangul and other wide characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - _width(text))
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when else None
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -114,19 +138,39 @@ def cmd_status(args: argparse.Namespace) -> int:
         states = store.feed_states()
     finally:
         store.close()
-    width = max((len(f.name) for f in cfg.feeds), default=4)
-    print(f"{'feed':{width}}  last poll         result  entries  errors  next poll")
+    rows = []
     for feed in cfg.feeds:
         s = states.get(feed.name)
-        if s is None:
-            print(f"{feed.name:{width}}  never polled")
+        rows.append(
+            {
+                "name": feed.name,
+                "url": s.url if s else feed.url,
+                "last_poll": _iso(s.last_polled) if s else None,
+                "last_ok": _iso(s.last_ok) if s else None,
+                "status": s.status if s else None,
+                "entries": s.entries if s else 0,
+                "errors": s.errors if s else 0,
+                "next_poll": _iso(s.next_poll) if s else None,
+                "gone": bool(s and s.gone),
+                "retry_until": _iso(s.retry_until) if s else None,
+                "last_error": s.error if s else None,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    width = max((_width(f.name) for f in cfg.feeds), default=4)
+    print(f"{_pad('feed', width)}  last poll         result  entries  errors  next poll")
+    for row in rows:
+        if row["last_poll"] is None:
+            print(f"{_pad(str(row['name']), width)}  never polled")
             continue
-        when = f"{s.last_polled:%Y-%m-%d %H:%M}" if s.last_polled else "-"
-        nxt = "gone" if s.gone else (f"{s.next_poll:%Y-%m-%d %H:%M}" if s.next_poll else "-")
-        result = str(s.status or "-")
+        when = str(row["last_poll"])[:16].replace("T", " ")
+        nxt = "gone" if row["gone"] else str(row["next_poll"] or "-")[:16].replace("T", " ")
         print(
-            f"{feed.name:{width}}  {when:16}  {result:>6}  {s.entries:>7}  {s.errors:>6}  {nxt}"
-            + (f"  {s.error}" if s.error else "")
+            f"{_pad(str(row['name']), width)}  {when:16}  {row['status'] or '-'!s:>6}"
+            f"  {row['entries']:>7}  {row['errors']:>6}  {nxt}"
+            + (f"  {row['last_error']}" if row["last_error"] else "")
         )
     return EXIT_OK
 
@@ -136,6 +180,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     store = _open_store(cfg)
     try:
         members = store.find_entries(args.entry)
+        reasons = store.match_reasons([m.id for m in members])
     finally:
         store.close()
     if not members:
@@ -145,19 +190,38 @@ def cmd_explain(args: argparse.Namespace) -> int:
     for m in members:
         feed = cfg.feed(m.feed_name)
         print(f"- {m.feed_name}: {m.title}\n  link: {m.link}\n  guid: {m.guid}")
+        if (joined := reasons.get(m.id)) is not None:
+            other = next((o for o in members if o.id == joined.other), None)
+            matched = f"{other.feed_name}'s entry {other.key}" if other else None
+            print(f"  in this story by {joined.describe(matched)}")
         if feed is None:
             print("  not published: provider no longer in the config")
             continue
         decision = policy.decide(feed, m)
         print(f"  level: {decision.level} ({decision.rule})")
+        if decision.detected and decision.detected != decision.level:
+            print(f"  the provider's own terms allow: {decision.detected}")
         for signal in decision.signals:
             print(f"  signal: {signal}")
+        if why := policy.why_not(feed, m):
+            print(f"  not published: {why}")
     allowed = {f.name: f for f in cfg.feeds if f.redistribution != "none"}
     item, reason = policy.build_item(members, allowed, cfg.output.language)
     if item is None:
         print(f"published: no ({reason})")
     else:
         print(f"published as {item.guid} from {item.provider} at level {item.level}")
+        print(f"  what was removed: {'; '.join(item.removed) or 'nothing'}")
+        if item.noindex:
+            print("  crawlers: noindex (the page and feeds ask not to be indexed)")
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    server = serve.Server(cfg, args.host, args.port)
+    log.info("serving %s at %s", cfg.output_dir, server.url)
+    server.run_until_signal()
     return EXIT_OK
 
 
@@ -174,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"aggregator {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines on stderr: text (default) or one JSON object per line",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
@@ -188,8 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("check", "validate the configuration and exit").set_defaults(func=cmd_check)
     command("poll", "fetch every feed once now, store, publish, exit").set_defaults(func=cmd_poll)
-    command("run", "run the polling daemon until SIGTERM/SIGINT").set_defaults(func=cmd_run)
-    command("status", "show each feed's polling state").set_defaults(func=cmd_status)
+    run = command("run", "run the polling daemon (and serve the output) until SIGTERM/SIGINT")
+    run.add_argument("--no-serve", action="store_true", help="do not serve the output over HTTP")
+    run.set_defaults(func=cmd_run)
+    serve_ = command("serve", "serve the output directory over HTTP until SIGTERM/SIGINT")
+    serve_.set_defaults(func=cmd_serve)
+    for p in (run, serve_):
+        p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+        p.add_argument("--port", type=int, default=8080, help="port to listen on (0: any free)")
+    status = command("status", "show each feed's polling state")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
     explain = command("explain", "show how a stored entry was deduplicated and licensed")
     explain.add_argument("entry", help="the entry's link or guid, or a published item's guid")
     explain.set_defaults(func=cmd_explain)
@@ -201,15 +280,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+_RECORD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the event's fields (feed, url, status, duration…)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry |= {k: v for k, v in vars(record).items() if k not in _RECORD_FIELDS}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def _setup_logging(verbose: bool, fmt: str, command: str) -> None:
+    """Daemons and JSON logs report every event; one-shot commands only problems."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    quiet = fmt == "text" and command not in ("run", "serve")
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
     for noisy in ("httpx", "httpcore", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose, args.log_format, args.command)
     try:
         code: int = args.func(args)
     except config.ConfigError as exc:

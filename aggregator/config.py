@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
+from string import Formatter
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -69,6 +70,28 @@ def _timezone(value: str | None) -> str | None:
     return value
 
 
+#: What a credit line template may name; both are required (every item credits both).
+CREDIT_PLACEHOLDERS = ("provider", "author")
+
+
+def credit_template(value: str) -> str:
+    """A credit line such as "기사제공처: {provider} / 기자: {author}"; `{{`/`}}` are braces."""
+    try:
+        fields = [(f, spec, conv) for _, f, spec, conv in Formatter().parse(value) if f is not None]
+    except ValueError as exc:
+        msg = f"not a valid template ({exc}); write a literal brace as {{{{ or }}}}"
+        raise ValueError(msg) from None
+    allowed = ", ".join(f"{{{p}}}" for p in CREDIT_PLACEHOLDERS)
+    for name, spec, conv in fields:
+        if name not in CREDIT_PLACEHOLDERS or spec or conv:
+            shown = "{" + name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
+            raise ValueError(f"unknown placeholder {shown}; use {allowed}")
+    missing = [p for p in CREDIT_PLACEHOLDERS if p not in {f for f, _, _ in fields}]
+    if missing:
+        raise ValueError(f"must contain {allowed} (every item credits its provider and author)")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -84,11 +107,17 @@ class OutputConfig(_Strict):
     limit: Annotated[int, Field(ge=1, le=10000)] = 100
     base_url: str | None = None
     rights: str | None = None
+    credit_template: str | None = None
 
     @field_validator("link", "base_url")
     @classmethod
     def _check_url(cls, v: str | None) -> str | None:
         return None if v is None else _http_url(v)
+
+    @field_validator("credit_template")
+    @classmethod
+    def _check_template(cls, v: str | None) -> str | None:
+        return None if v is None else credit_template(v)
 
 
 class StoreConfig(_Strict):
@@ -108,6 +137,7 @@ class FetchConfig(_Strict):
     max_bytes: Annotated[int, Field(ge=1024)] = 15 * 1024 * 1024
     concurrency: Annotated[int, Field(ge=1, le=1024)] = 32
     per_host: Annotated[int, Field(ge=1, le=64)] = 2
+    block_private_networks: bool = False
 
 
 class ScheduleConfig(_Strict):
@@ -138,11 +168,20 @@ class FeedConfig(_Strict):
     excerpt_length: Annotated[int, Field(ge=20, le=5000)] = 200
     priority: int = 0
     headers: dict[str, str] = Field(default_factory=dict)
+    images: bool = False
+    credit: str | None = None
+    noindex: Literal["auto", True, False] = "auto"
+    credit_template: str | None = None  # unset: output.credit_template, else the language's
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, v: str) -> str:
         return _http_url(v)
+
+    @field_validator("credit_template")
+    @classmethod
+    def _check_template(cls, v: str | None) -> str | None:
+        return None if v is None else credit_template(v)
 
     @field_validator("timezone")
     @classmethod
@@ -184,6 +223,16 @@ class Config(_Strict):
                 if value in seen:
                     raise ValueError(f"feeds[{i}].{attr} {value!r} is listed twice")
                 seen.add(value)
+        return self
+
+    @model_validator(mode="after")
+    def _inherit_credit_template(self) -> Config:
+        """Feeds without their own credit template use the output's (policy sees only feeds)."""
+        if self.output.credit_template is not None:
+            for i, feed in enumerate(self.feeds):
+                if feed.credit_template is None:
+                    update = {"credit_template": self.output.credit_template}
+                    self.feeds[i] = feed.model_copy(update=update)
         return self
 
     # Filled in by parse(); not part of the file format.

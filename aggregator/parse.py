@@ -335,14 +335,20 @@ def _as_html(detail: Mapping[str, Any]) -> str:
 
 
 def _license(obj: Mapping[str, Any]) -> str | None:
-    """Prefer a URL: with media:license feedparser's `.license` is only the label text."""
-    for link in obj.get("links") or ():
-        if link.get("rel") == "license" and link.get("href"):
-            return str(link["href"]).strip()
+    """Every licence stated, space-separated, URLs preferred: with media:license feedparser's
+    `.license` is only the label text. All of them, so a second, stricter one is not lost."""
+    found = [str(x["href"]) for x in obj.get("links") or () if x.get("rel") == "license"]
     media = obj.get("media_license")
-    if isinstance(media, Mapping) and media.get("href"):
-        return str(media["href"]).strip()
-    return (_str(obj, "license") or _str(obj, "dcterms_license") or "").strip() or None
+    href = media.get("href") if isinstance(media, Mapping) else None
+    found += [str(href) if href else _str(obj, "license") or "", _str(obj, "dcterms_license") or ""]
+    return " ".join(dict.fromkeys(u.strip() for u in found if u and u.strip())) or None
+
+
+def _rights(obj: Mapping[str, Any]) -> str | None:
+    """Every rights statement, not the first: dc:rights/<copyright>/<rights>, dcterms, media."""
+    found = [_detail_text(obj, "rights")]
+    found += [_plain(_str(obj, key), False) for key in ("dcterms_rights", "media_copyright")]
+    return " / ".join(dict.fromkeys(t for t in found if t)) or None
 
 
 def _alternate(obj: Mapping[str, Any]) -> str | None:
@@ -370,9 +376,6 @@ def _entry(e: Mapping[str, Any], ctx: _Context, markup_title: bool) -> ParsedEnt
     guid = (_str(e, "id") or "").strip() or None
     digest = hashlib.sha256((title + "\n" + body_text).encode()).hexdigest()
     published, updated = ctx.date(_str(e, "published")), ctx.date(_str(e, "updated"))
-    rights = _detail_text(e, "rights") or _plain(
-        _str(e, "dcterms_rights") or _str(e, "media_copyright"), False
-    )
     # The raw string first: feedparser's e-mail regex cuts TLDs at 4 letters (`.example`).
     author = _str(e, "author") or (e.get("author_detail") or {}).get("name")
     tags = (_plain(t.get("term"), False) for t in e.get("tags") or ())
@@ -386,7 +389,7 @@ def _entry(e: Mapping[str, Any], ctx: _Context, markup_title: bool) -> ParsedEnt
         updated=updated or published,
         summary_html=summary_html,
         content_html=content_html,
-        rights=rights or None,
+        rights=_rights(e),
         license=_license(e),
         categories=tuple(dict.fromkeys(t for t in tags if t)),
     )
@@ -404,7 +407,7 @@ def _build(result: Mapping[str, Any], ctx: _Context) -> ParsedFeed:
         title=_detail_text(feed, "title", markup) or None,
         link=_absolute(ctx.url, _alternate(feed)),
         language=_str(feed, "language"),
-        rights=_detail_text(feed, "rights") or None,
+        rights=_rights(feed),
         license=_license(feed),
         author=_person(_str(feed, "author") or (feed.get("author_detail") or {}).get("name")),
         ttl=int(ttl) if ttl.isdigit() else None,

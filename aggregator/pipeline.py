@@ -80,7 +80,30 @@ def run_cycle(
             reports.append(
                 FeedReport(feed.name, "failed", fetched.status, message=f"internal error: {exc!r}")
             )
+        report = reports[-1]
+        log.log(
+            logging.WARNING if report.outcome == "failed" else logging.INFO,
+            "%s %s: %s",
+            feed.name,
+            report.outcome,
+            report.message,
+            extra={
+                "event": "feed",
+                "feed": feed.name,
+                "url": state.url,
+                "status": fetched.status,
+                "outcome": report.outcome,
+                "new": report.new,
+                "updated": report.updated,
+                "duration": round(fetched.elapsed, 3),
+            },
+        )
     items, written = publish_all(config, store, now)
+    log.info(
+        "published %d items",
+        len(items),
+        extra={"event": "publish", "items": len(items), "written": [p.name for p in written]},
+    )
     return CycleReport(tuple(reports), len(items), tuple(written))
 
 

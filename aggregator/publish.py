@@ -5,6 +5,13 @@ it to what the provider allows and appended the credit, so this stage only chang
 encoding, never its text. Provenance (provider, feed URL, rights) travels in each format's own
 source fields: RSS `<source>`/`dc:rights`, a full Atom `<source>`, the JSON `_source` object.
 
+The merged output carries the aggregate's own rights statement (`output.rights`, else a
+default per language saying each item belongs to its provider). When any item must not be
+indexed (`PublishedItem.noindex`), index.html gets `<meta name="robots" content="noindex">`
+and `_headers` (Netlify / Cloudflare Pages syntax, read by any server set up for it) asks for
+`X-Robots-Tag: noindex` on every output file; it is written on every publish, so the request
+disappears as soon as no such item is left.
+
 Files are replaced atomically and only when their bytes change, so a web server never serves a
 half-written feed and HTTP validators (ETag/Last-Modified) stay valid while nothing changed.
 """
@@ -22,7 +29,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
@@ -32,12 +39,20 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from aggregator.config import OutputConfig
 from aggregator.models import PublishedItem
 
-__all__ = ["publish", "write_atomic"]
+__all__ = ["HEADERS_FILE", "OUTPUT_FILES", "publish", "rights_statement", "write_atomic"]
 
 #: Minutes readers may cache the feed; used when the output config has no `ttl`.
 DEFAULT_TTL = 30
 JSONFEED_VERSION = "https://jsonfeed.org/version/1.1"
 TEMPLATES = Path(__file__).parent / "templates"
+OUTPUT_FILES = ("feed.xml", "atom.xml", "feed.json", "index.html")
+HEADERS_FILE = "_headers"
+#: The aggregate's rights statement when `output.rights` is not set (by output language).
+DEFAULT_RIGHTS = {
+    True: "각 기사의 저작권은 기사제공처에 있으며, 기사는 제공처의 이용 조건에 따라 게재됩니다.",
+    False: "Each item remains the property of its provider, credited with the item, and is "
+    "republished within that provider's terms.",
+}
 
 
 def _generator() -> str:
@@ -102,11 +117,13 @@ def publish(
     now = _aware(now or datetime.now(UTC))
     updated = max((_aware(i.updated) for i in items), default=now)
     xml_items = [_xml_safe(item) for item in items]
+    noindex = any(item.noindex for item in items)
     docs = {
         "feed.xml": _rss(xml_items, output, updated),
         "atom.xml": _atom(xml_items, output, updated),
-        "feed.json": _json_feed(items, output),
-        "index.html": _html(items, output, now),
+        "feed.json": _json_feed(items, output, noindex),
+        "index.html": _html(items, output, now, noindex),
+        HEADERS_FILE: _headers(output, noindex),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     return [out_dir / name for name, data in docs.items() if write_atomic(out_dir / name, data)]
@@ -151,6 +168,23 @@ def _description(output: OutputConfig) -> str:
     return output.description or f"{output.title} - merged feed"
 
 
+def rights_statement(output: OutputConfig) -> str:
+    """The aggregate's own rights statement: the configured one, else the language's default."""
+    return output.rights or DEFAULT_RIGHTS[output.language.lower().startswith("ko")]
+
+
+def _headers(output: OutputConfig, noindex: bool) -> bytes:
+    lines = [
+        "# HTTP response headers for the published files (Netlify / Cloudflare Pages _headers",
+        "# format), rewritten by aggregator on every publish. See README, Terms.",
+    ]
+    if not noindex:
+        lines.append("# No published provider requires noindex.")
+    for name in (*OUTPUT_FILES, "") if noindex else ():  # "": the folder, served as index.html
+        lines += [urlsplit(_public_url(output, name)).path or "/", "  X-Robots-Tag: noindex"]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
 def _new_feed(output: OutputConfig, updated: datetime, self_name: str) -> Any:
     fg = FeedGenerator()
     fg.title(output.title)
@@ -158,8 +192,7 @@ def _new_feed(output: OutputConfig, updated: datetime, self_name: str) -> Any:
     fg.language(output.language)
     fg.generator(_generator())
     fg.updated(updated)
-    if output.rights:
-        fg.rights(output.rights)
+    fg.rights(rights_statement(output))
     # feedgen takes the RSS <link> from the last link() call: self first, home page last.
     fg.link(href=_public_url(output, self_name), rel="self")
     fg.link(href=output.link, rel="alternate")
@@ -269,7 +302,10 @@ def _json_item(item: PublishedItem) -> dict[str, Any]:
     return data
 
 
-def _json_feed(items: Sequence[PublishedItem], output: OutputConfig) -> bytes:
+def _json_feed(items: Sequence[PublishedItem], output: OutputConfig, noindex: bool) -> bytes:
+    rights: dict[str, str] = {"statement": rights_statement(output)}
+    if noindex:
+        rights["robots"] = "noindex"
     feed = {
         "version": JSONFEED_VERSION,
         "title": output.title,
@@ -278,11 +314,14 @@ def _json_feed(items: Sequence[PublishedItem], output: OutputConfig) -> bytes:
         "description": _description(output),
         "language": output.language,
         "items": [_json_item(item) for item in items],
+        "_rights": rights,
     }
     return (json.dumps(feed, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
 
-def _html(items: Sequence[PublishedItem], output: OutputConfig, now: datetime) -> bytes:
+def _html(
+    items: Sequence[PublishedItem], output: OutputConfig, now: datetime, noindex: bool
+) -> bytes:
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=True,
@@ -294,6 +333,11 @@ def _html(items: Sequence[PublishedItem], output: OutputConfig, now: datetime) -
     env.filters["rfc3339"] = lambda dt: _aware(dt).isoformat()
     env.filters["display_date"] = lambda dt: _aware(dt).strftime("%Y-%m-%d %H:%M %Z").strip()
     page = env.get_template("index.html.j2").render(
-        output=output, description=_description(output), items=items, generated=now
+        output=output,
+        description=_description(output),
+        items=items,
+        generated=now,
+        rights=rights_statement(output),
+        noindex=noindex,
     )
     return page.encode("utf-8")

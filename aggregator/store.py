@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from aggregator import dedupe
@@ -126,6 +129,51 @@ entries = sa.Table(
 )
 
 
+#: Why each entry is in its story (dedupe.RULES), for `aggregator explain`.
+entry_matches = sa.Table(
+    "entry_matches",
+    metadata,
+    sa.Column("entry_id", sa.Integer, sa.ForeignKey("entries.id"), primary_key=True),
+    sa.Column("rule", sa.String(40), nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("other_id", sa.Integer),
+)
+
+#: The near-duplicate index over recent entries (dedupe.WINDOW, dedupe.WINDOW_ENTRIES):
+#: main text and numbers for the precise check, LSH band keys for the indexed lookup.
+near_docs = sa.Table(
+    "near_docs",
+    metadata,
+    sa.Column("entry_id", sa.Integer, sa.ForeignKey("entries.id"), primary_key=True),
+    sa.Column("seen", UTCDateTime, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("numbers", sa.Text, nullable=False),
+    sa.Index("ix_near_docs_seen", "seen"),
+)
+
+near_bands = sa.Table(
+    "near_bands",
+    metadata,
+    sa.Column("band", sa.BigInteger, primary_key=True),
+    sa.Column("entry_id", sa.Integer, primary_key=True),
+    sa.Index("ix_near_bands_entry", "entry_id"),
+)
+
+#: How many entries of a feed contain each segment (hashed): recurring ones are boilerplate.
+feed_segments = sa.Table(
+    "feed_segments",
+    metadata,
+    sa.Column("feed_name", sa.String(200), primary_key=True),
+    sa.Column("segment", sa.BigInteger, primary_key=True),
+    sa.Column("entries", sa.Integer, nullable=False),
+    sa.Column("last_seen", UTCDateTime, nullable=False),
+    sa.Index("ix_feed_segments_seen", "last_seen"),
+)
+
+#: Keeps IN (...) lists under every database's parameter limit.
+_CHUNK = 500
+
+
 @dataclass(frozen=True)
 class StoreResult:
     new: int
@@ -227,19 +275,29 @@ class Store:
         """Save a successful fetch and its entries atomically.
 
         Unchanged entries cost no write; a new entry joins the cluster of any stored entry
-        with the same normalised link, global guid or main text, else founds its own.
+        with the same normalised link, global guid or main text, or of a recent entry whose
+        main text is nearly the same (dedupe), else founds its own.
         """
         new = updated = 0
         with self.engine.begin() as conn:
+            self._prune_near(conn, now)
+            fingerprints = self._fingerprints(conn, state.name, parsed.entries, now)
             for entry in parsed.entries:
-                outcome = self._store_entry(conn, state.name, entry, now)
+                outcome = self._store_entry(
+                    conn, state.name, entry, now, fingerprints.pop(entry.key, None)
+                )
                 new += outcome == "new"
                 updated += outcome == "updated"
             self._upsert_feed(conn, _feed_values(state, parsed))
         return StoreResult(new=new, updated=updated)
 
     def _store_entry(
-        self, conn: Connection, feed_name: str, entry: ParsedEntry, now: datetime
+        self,
+        conn: Connection,
+        feed_name: str,
+        entry: ParsedEntry,
+        now: datetime,
+        fp: dedupe.Fingerprint | None,
     ) -> str:
         khash = dedupe.key_hash(entry.key)
         chash = dedupe.content_hash(entry)
@@ -253,13 +311,17 @@ class Store:
             if row.content_hash == chash:
                 return "unchanged"
             # Re-dating never moves a story up; a date corrected backwards may move it down.
+            # The entry stays in its story: a story's membership and guid never change.
             values["sort_date"] = min(row.sort_date, _sort_date(entry, row.first_seen))
             conn.execute(entries.update().where(entries.c.id == row.id).values(values))
             return "updated"
-        cluster_id = self._find_cluster(conn, values) or self._new_cluster(
-            conn, feed_name, entry.key, now
-        )
-        conn.execute(
+        found = self._find_cluster(conn, feed_name, values, fp)
+        if found is None:
+            cluster_id = self._new_cluster(conn, feed_name, entry.key, now)
+            match = dedupe.Match("first", 1.0)
+        else:
+            cluster_id, match = found
+        result = conn.execute(
             entries.insert().values(
                 values
                 | {
@@ -272,21 +334,74 @@ class Store:
                 }
             )
         )
+        pk = result.inserted_primary_key
+        assert pk is not None
+        entry_id = int(pk[0])
+        conn.execute(
+            entry_matches.insert().values(
+                entry_id=entry_id, rule=match.rule, score=match.score, other_id=match.other
+            )
+        )
+        if fp is not None:
+            self._index_near(conn, entry_id, fp, now)
         return "new"
 
-    def _find_cluster(self, conn: Connection, values: dict[str, Any]) -> int | None:
-        for column in ("norm_link", "guid_key", "text_hash"):
+    # -- cluster assignment --------------------------------------------------------------
+
+    def _find_cluster(
+        self,
+        conn: Connection,
+        feed_name: str,
+        values: dict[str, Any],
+        fp: dedupe.Fingerprint | None,
+    ) -> tuple[int, dedupe.Match] | None:
+        """The story a new entry joins and why: exact keys first, then near-duplicates."""
+        for rule, column in (
+            ("same-link", "norm_link"),
+            ("same-guid", "guid_key"),
+            ("same-text", "text_hash"),
+        ):
             if values[column] is None:
                 continue
             found = conn.execute(
-                sa.select(entries.c.cluster_id)
+                sa.select(entries.c.id, entries.c.cluster_id)
                 .where(entries.c[column] == values[column])
                 .order_by(entries.c.id)
                 .limit(1)
-            ).scalar()
+            ).first()
             if found is not None:
-                return int(found)
-        return None
+                return int(found.cluster_id), dedupe.Match(rule, 1.0, int(found.id))
+        if fp is None:
+            return None
+        shared = sa.func.count().label("shared")
+        top = (
+            sa.select(near_bands.c.entry_id, shared)
+            .join(entries, entries.c.id == near_bands.c.entry_id)
+            .where(near_bands.c.band.in_(fp.bands), entries.c.feed_name != feed_name)
+            .group_by(near_bands.c.entry_id)
+            .order_by(shared.desc(), near_bands.c.entry_id.desc())
+            .limit(dedupe.MAX_CANDIDATES)
+            .subquery()
+        )
+        rows = conn.execute(
+            sa.select(
+                near_docs.c.entry_id,
+                near_docs.c.text,
+                near_docs.c.numbers,
+                entries.c.feed_name,
+                entries.c.cluster_id,
+            )
+            .join(top, top.c.entry_id == near_docs.c.entry_id)
+            .join(entries, entries.c.id == near_docs.c.entry_id)
+        ).all()
+        match = dedupe.best_match(
+            fp,
+            feed_name,
+            ((r.entry_id, r.feed_name, r.text, frozenset(r.numbers.split())) for r in rows),
+        )
+        if match is None:
+            return None
+        return next(int(r.cluster_id) for r in rows if r.entry_id == match.other), match
 
     def _new_cluster(self, conn: Connection, feed_name: str, key: str, now: datetime) -> int:
         guid = f"urn:uuid:{uuid.uuid5(GUID_NAMESPACE, feed_name + chr(10) + key)}"
@@ -294,6 +409,102 @@ class Store:
         pk = result.inserted_primary_key
         assert pk is not None
         return int(pk[0])
+
+    def _fingerprints(
+        self, conn: Connection, feed_name: str, batch: Sequence[ParsedEntry], now: datetime
+    ) -> dict[str, dedupe.Fingerprint | None]:
+        """Fingerprints of the batch's new entries, the feed's boilerplate left out.
+
+        Boilerplate is learnt from the feed's stored entries and from the batch itself
+        (a feed's first poll already shows its footer many times); the batch's segments
+        are then counted for later polls.
+        """
+        by_hash = {dedupe.key_hash(e.key): e for e in batch}
+        stored: set[str] = set()
+        for chunk in _chunks(list(by_hash)):
+            stored.update(
+                conn.execute(
+                    sa.select(entries.c.key_hash).where(
+                        entries.c.feed_name == feed_name, entries.c.key_hash.in_(chunk)
+                    )
+                ).scalars()
+            )
+        fresh = {
+            e.key: dedupe.segments(e.content_html or e.summary_html)
+            for h, e in by_hash.items()
+            if h not in stored
+        }
+        hashes = {key: {dedupe.segment_hash(s) for s in segs} for key, segs in fresh.items()}
+        batch_counts = Counter(h for hs in hashes.values() for h in hs)
+        counts: dict[int, int] = {}
+        for chunk in _chunks(list(batch_counts)):
+            rows = conn.execute(
+                sa.select(feed_segments.c.segment, feed_segments.c.entries).where(
+                    feed_segments.c.feed_name == feed_name, feed_segments.c.segment.in_(chunk)
+                )
+            )
+            counts.update({row.segment: row.entries for row in rows})
+        common = dedupe.recurring_segments(hashes, counts)
+        self._count_segments(conn, feed_name, batch_counts, now)
+        return {key: dedupe.fingerprint(segs, common[key]) for key, segs in fresh.items()}
+
+    def _count_segments(
+        self, conn: Connection, feed_name: str, counts: Counter[int], now: datetime
+    ) -> None:
+        if not counts:
+            return
+        insert = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
+        stmt = insert(feed_segments)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["feed_name", "segment"],
+            set_={
+                "entries": feed_segments.c.entries + stmt.excluded.entries,
+                "last_seen": stmt.excluded.last_seen,
+            },
+        )
+        conn.execute(
+            stmt,
+            [
+                {"feed_name": feed_name, "segment": h, "entries": n, "last_seen": now}
+                for h, n in counts.items()
+            ],
+        )
+
+    def _index_near(
+        self, conn: Connection, entry_id: int, fp: dedupe.Fingerprint, now: datetime
+    ) -> None:
+        conn.execute(
+            near_docs.insert().values(
+                entry_id=entry_id, seen=now, text=fp.text, numbers=" ".join(sorted(fp.numbers))
+            )
+        )
+        conn.execute(
+            near_bands.insert(), [{"band": b, "entry_id": entry_id} for b in set(fp.bands)]
+        )
+
+    def _prune_near(self, conn: Connection, now: datetime) -> None:
+        """Forget what fell out of the window; every step is an indexed range."""
+        newest = conn.execute(sa.select(sa.func.max(near_docs.c.entry_id))).scalar()
+        if newest is None:
+            return
+        expired = conn.execute(
+            sa.select(sa.func.max(near_docs.c.entry_id)).where(
+                near_docs.c.seen < now - dedupe.WINDOW
+            )
+        ).scalar()
+        cutoff = max(expired or 0, newest - dedupe.WINDOW_ENTRIES)
+        if cutoff > 0:
+            conn.execute(near_bands.delete().where(near_bands.c.entry_id <= cutoff))
+            conn.execute(near_docs.delete().where(near_docs.c.entry_id <= cutoff))
+        conn.execute(feed_segments.delete().where(feed_segments.c.last_seen < now - dedupe.WINDOW))
+
+    def match_reasons(self, entry_ids: Sequence[int]) -> dict[int, dedupe.Match]:
+        """Why each entry is in its story (rule, score, matched entry), for `explain`."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(entry_matches).where(entry_matches.c.entry_id.in_(list(entry_ids)))
+            )
+            return {r.entry_id: dedupe.Match(r.rule, r.score, r.other_id) for r in rows}
 
     # -- reading for publish -------------------------------------------------------------
 
@@ -350,6 +561,11 @@ class Store:
         query = _members_query().where(entries.c.cluster_id == cluster_id)
         with self.engine.connect() as conn:
             return [_stored_item(row._mapping) for row in conn.execute(query)]
+
+
+def _chunks(items: list[Any]) -> Iterator[list[Any]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
 
 
 def _feed_values(state: FeedState, meta: ParsedFeed | None) -> dict[str, Any]:

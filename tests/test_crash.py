@@ -66,7 +66,7 @@ def test_sigkill_loses_nothing(tmp_path: Path, feed_server: FeedServer) -> None:
         for f in rng.sample(range(FEEDS), 10):  # providers publish between crashes
             counts[f] += 3
             feed_server.routes[f"/f{f}.xml"] = Route(rss(f, counts[f]))
-        daemon = start_daemon(cfg)
+        daemon = start_daemon(cfg, "--no-serve")
         assert wait_for(lambda: db.exists())
         time.sleep(rng.uniform(0.3, 1.5))
         daemon.send_signal(signal.SIGKILL)
@@ -76,7 +76,7 @@ def test_sigkill_loses_nothing(tmp_path: Path, feed_server: FeedServer) -> None:
         seen = now
         outputs_whole(out)
     # A clean run afterwards catches up with everything the providers published.
-    daemon = start_daemon(cfg)
+    daemon = start_daemon(cfg, "--no-serve")
     total = sum(counts.values())
     assert wait_for(lambda: stored(db) == total, timeout=60), (stored(db), total)
     daemon.send_signal(signal.SIGTERM)

@@ -13,9 +13,18 @@ from tests.conftest import DATA
 from tests.feedserver import FeedServer, Route
 
 
-def start_daemon(cfg: Path) -> subprocess.Popen[str]:
+def start_daemon(cfg: Path, *extra: str) -> subprocess.Popen[str]:
+    """A daemon serving on a free port (or not at all with --no-serve)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "aggregator", "run", "--config", str(cfg)],
+        [
+            sys.executable,
+            "-m",
+            "aggregator",
+            "run",
+            "--config",
+            str(cfg),
+            *(extra or ("--port", "0")),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -59,7 +68,7 @@ def test_daemon_polls_on_schedule_and_stops_on_sigterm(
         assert all(r.headers.get("if-none-match") for r in later)
         assert all(r.status == 304 for r in later)
         twin = subprocess.run(
-            [sys.executable, "-m", "aggregator", "run", "--config", str(cfg)],
+            [sys.executable, "-m", "aggregator", "run", "--config", str(cfg), "--no-serve"],
             capture_output=True,
             text=True,
             timeout=30,

@@ -5,16 +5,21 @@ from __future__ import annotations
 import dataclasses
 import unicodedata
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aggregator.config import FeedConfig
 from aggregator.models import StoredItem
-from aggregator.policy import build_item, decide, detect, excerpt
+from aggregator.parse import parse_feed
+from aggregator.policy import build_item, decide, detect, excerpt, why_not
 
 T0 = datetime(2025, 10, 16, 10, 0, tzinfo=UTC)
 CC_BY = "https://creativecommons.org/licenses/by/4.0/"
+YONHAP = "<저작권자(c) 연합뉴스, 무단 전재-재배포, AI 학습 및 활용 금지>"
+KOGL_1 = '본 저작물은 "공공누리" 제1유형:출처표시 조건에 따라 이용할 수 있습니다.'
+DATA = Path(__file__).parent / "data" / "policy"
 
 
 def feed(name: str = "yonhap", **kw: Any) -> FeedConfig:
@@ -226,6 +231,171 @@ CORPUS = [
         "<p>AI 학습에 뉴스를 쓰는 문제가 논란이다.</p>",
         "full",
     ),
+    # --- real-world variants added for issue 6 ---
+    (
+        "arr-foo-inc",
+        "Copyright © 2025 Foo Inc. All rights reserved.",
+        None,
+        None,
+        None,
+        "",
+        "summary",
+    ),
+    (
+        "arr-hankyoreh-caps",
+        "Copyright © Hankyoreh. All Rights Reserved.",
+        None,
+        None,
+        None,
+        "",
+        "summary",
+    ),
+    ("yonhap-mark-no-space", "ⓒ연합뉴스", None, None, None, "", "summary"),
+    ("yonhap-footer-field", YONHAP, None, None, None, "", "summary"),
+    (
+        "khan-footer",
+        "<ⓒ경향신문(www.khan.co.kr), 무단전재 및 재배포 금지>",
+        None,
+        None,
+        None,
+        "",
+        "summary",
+    ),
+    (
+        "mk-ai-footer",
+        "ⓒ 매일경제 & mk.co.kr, 무단 전재, 재배포 및 AI학습 이용 금지",
+        None,
+        None,
+        None,
+        "",
+        "summary",
+    ),
+    ("news1-copy", "저작권자 © 뉴스1 무단복제 및 재배포 금지", None, None, None, "", "summary"),
+    ("copyright-by", "Copyright by Yonhap", None, None, None, "", "summary"),
+    ("some-rights-reserved", "Some rights reserved", None, None, None, "", "summary"),
+    ("software-licence", "MIT License", None, None, None, "", "summary"),
+    ("kogl-1-official-wording", KOGL_1, None, None, None, "", "full"),
+    (
+        "kogl-1-paren",
+        "본 저작물은 공공누리 제1유형(출처표시)에 따라 이용할 수 있습니다.",
+        None,
+        None,
+        None,
+        "",
+        "full",
+    ),
+    ("kogl-terms-1", "공공누리 공공저작물 자유이용허락 출처표시", None, None, None, "", "full"),
+    ("kogl-terms-2", "공공누리 출처표시+상업용금지", None, None, None, "", "title"),
+    ("kogl-terms-3", "공공누리 출처표시+변경금지", None, None, None, "", "title"),
+    ("kogl-terms-4", "공공누리 출처표시-상업용금지-변경금지", None, None, None, "", "title"),
+    ("kogl-en-long", "Korea Open Government License Type 1", None, None, None, "", "full"),
+    ("public-domain-field", "Public Domain", None, None, None, "", "full"),
+    ("public-domain-sentence", "This work is in the public domain.", None, None, None, "", "full"),
+    (
+        "public-domain-in-prose-field",
+        "Public domain photos excluded",
+        None,
+        None,
+        None,
+        "",
+        "summary",
+    ),
+    ("cc-lowercase", "cc-by 4.0", None, None, None, "", "full"),
+    ("cc-legalcode-url", None, CC_BY + "legalcode.ko", None, None, "", "full"),
+    (
+        "media-label-noderivs",
+        None,
+        "Creative Commons Attribution-NoDerivs 3.0",
+        None,
+        None,
+        "",
+        "title",
+    ),
+    (
+        "cc-nc-nd-kr-port",
+        None,
+        "http://creativecommons.org/licenses/by-nc-nd/2.0/kr/",
+        None,
+        None,
+        "",
+        "title",
+    ),
+    ("cc-sa-photos-excepted", "CC BY-SA 4.0 / 사진 제외", None, None, None, "", "full"),
+    (
+        "two-licences-stricter-wins",
+        None,
+        CC_BY + " https://creativecommons.org/licenses/by-nc/4.0/",
+        None,
+        None,
+        "",
+        "title",
+    ),
+    (
+        "entry-statements-joined",
+        None,
+        CC_BY,
+        "CC BY 4.0 / All rights reserved",
+        None,
+        "",
+        "summary",
+    ),
+    ("entry-pd-cannot-widen", "All rights reserved", None, "Public Domain", None, "", "summary"),
+    # tricky negatives: prose that mentions a notice, a mark or a licence
+    (
+        "mention-quoted-notice",
+        None,
+        CC_BY,
+        None,
+        None,
+        "<p>소송에서 '무단 전재 및 재배포 금지' 문구가 쟁점이 됐다.</p>",
+        "full",
+    ),
+    (
+        "mention-arr-with-particle",
+        None,
+        CC_BY,
+        None,
+        None,
+        "<p>All rights reserved라는 문구는 효력이 없다.</p>",
+        "full",
+    ),
+    (
+        "mention-copyright-holders",
+        None,
+        CC_BY,
+        None,
+        None,
+        "<p>Copyright holders met in Seoul on Tuesday.</p>",
+        "full",
+    ),
+    (
+        "mention-public-domain",
+        None,
+        CC_BY,
+        None,
+        None,
+        "<p>The public domain grows every January.</p>",
+        "full",
+    ),
+    (
+        "mention-db",
+        None,
+        CC_BY,
+        None,
+        None,
+        "<p>재판매 시장이 커졌다. DB 금지 조항은 없다.</p>",
+        "full",
+    ),
+    (
+        "mention-ai-demand",
+        None,
+        CC_BY,
+        None,
+        None,
+        "<p>AI 학습 금지를 요구하는 언론사들</p>",
+        "full",
+    ),
+    ("mention-figure-c", None, CC_BY, None, None, "<p>Figure (c) shows the result.</p>", "full"),
 ]
 
 
@@ -254,7 +424,48 @@ def test_rights_corpus_decides_level(
 
 
 def test_corpus_is_large_enough() -> None:
-    assert len(CORPUS) >= 40
+    assert len(CORPUS) >= 90
+    assert len({row[0] for row in CORPUS}) == len(CORPUS)
+
+
+def _parsed(name: str) -> list[tuple[str, StoredItem]]:
+    """A fixture feed through the real parse stage, as the store would hand its entries back."""
+    parsed = parse_feed(
+        (DATA / name).read_bytes(),
+        url=f"https://fixtures.example/{name}",
+        content_type="application/xml",
+        now=T0,
+    )
+    return [
+        (
+            entry.title,
+            stored(
+                title=entry.title,
+                rights=entry.rights,
+                license=entry.license,
+                summary_html=entry.summary_html,
+                content_html=entry.content_html,
+                feed_rights=parsed.rights,
+                feed_license=parsed.license,
+            ),
+        )
+        for entry in parsed.entries
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "title", "item"),
+    [
+        pytest.param(name, title, item, id=f"{name}:{title}")
+        for name in sorted(p.name for p in DATA.glob("*.xml"))
+        for title, item in _parsed(name)
+    ],
+)
+def test_rights_fields_read_from_real_feeds(name: str, title: str, item: StoredItem) -> None:
+    """Media RSS, dcterms, creativeCommons, Atom rel=license, KOGL: parse -> decide."""
+    expected = title.split(":")[0]
+    decision = decide(feed(), item)
+    assert decision.level == expected, (decision, item.rights, item.license, item.feed_rights)
 
 
 @pytest.mark.parametrize(
@@ -524,3 +735,97 @@ def test_full_level_falls_back_to_summary_html() -> None:
         '<p>한국은행이 기준금리를 동결했다.</p>\n<p class="credit">'
     )
     assert item.rule == "auto: feed licence CC BY 4.0 permits full text"
+
+
+# --- per-feed overrides: credit template, extra credit, images ---------------------------------
+
+
+def test_credit_template_and_extra_credit_are_applied_and_escaped() -> None:
+    member = stored(content_html="<p>전문</p>")
+    template = "<출처> {provider} · {author} 기자 {{제휴}}"
+    conf = feed(redistribution="full", credit_template=template, credit="사진 제공: 연합&뉴스")
+    item, _ = build_item([member], {"yonhap": conf})
+    assert item is not None
+    assert item.credit == "<출처> yonhap · 홍길동 기자 {제휴} / 사진 제공: 연합&뉴스"
+    assert (
+        '<p class="credit">&lt;출처&gt; <a href="https://yonhap.example/">yonhap</a>'
+        " · 홍길동 기자 {제휴} / 사진 제공: 연합&amp;뉴스</p>"
+    ) in item.content_html
+
+
+@pytest.mark.parametrize(("language", "word"), [("ko", "기사제공처: "), ("en-US", "Source: ")])
+def test_default_credit_template_follows_output_language(language: str, word: str) -> None:
+    item, _ = build_item([stored()], {"yonhap": feed(credit="Partner feed")}, language)
+    assert item is not None and item.credit.startswith(word)
+    assert item.credit.endswith(" / Partner feed")
+
+
+IMG = '<img src="https://yonhap.example/p.jpg" alt="a > b">'
+PHOTO_BODY = (
+    f"<p>본문 앞.</p><figure>{IMG}<figcaption>사진=연합뉴스</figcaption></figure>"
+    f"<p>본문 뒤.{IMG}</p>"
+)
+
+
+@pytest.mark.parametrize(("images", "kept"), [(False, 0), (True, 2)])
+def test_images_are_stripped_from_full_text_unless_allowed(images: bool, kept: int) -> None:
+    member = stored(content_html=PHOTO_BODY)
+    item, _ = build_item([member], {"yonhap": feed(redistribution="full", images=images)})
+    assert item is not None and item.level == "full"
+    assert item.content_html.count("<img") == kept
+    assert "본문 앞." in item.content_html and "본문 뒤." in item.content_html
+    assert ("사진=연합뉴스" in item.content_html) is images  # the photo's caption goes with it
+    assert images or 'b">' not in item.content_html  # no tail of a half-removed tag
+    assert item.removed == (() if images else ("2 images removed (images: false)",))
+
+
+def test_removed_says_what_the_terms_took_away() -> None:
+    body = "<p>" + "가나다라마바사. " * 50 + f"</p>{IMG}"
+    summary, _ = build_item([stored(content_html=body)], {"yonhap": feed(excerpt_length=50)})
+    assert summary is not None and summary.level == "summary"
+    assert summary.removed == (
+        f"body cut from 449 to {len(summary.summary_text)} characters"
+        " (the entry's own summary, excerpt_length 50)",
+        "1 image removed (a summary item carries no images)",
+    )
+    title, _ = build_item([stored(content_html=body)], {"yonhap": feed(redistribution="title")})
+    assert title is not None
+    assert title.removed[0] == "body removed (449 characters): title and credit only"
+    full, _ = build_item([stored()], {"yonhap": feed(redistribution="full", images=True)})
+    assert full is not None and full.removed == ()
+    alone, _ = build_item([stored(summary_html=body)], {"yonhap": feed(excerpt_length=50)})
+    assert alone is not None
+    assert alone.removed[0] == f"body cut from 449 to {len(alone.summary_text)} characters" + (
+        " (excerpt_length 50)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kw", "item_kw", "expected"),
+    [
+        # a contract grants full text while the provider's own notice reserves rights
+        ({"redistribution": "full"}, {"feed_rights": "무단 전재 및 재배포 금지"}, True),
+        ({"redistribution": "full"}, {}, True),  # no statement: the provider allows less
+        ({"redistribution": "full"}, {"feed_license": CC_BY}, False),
+        ({}, {"feed_license": CC_BY}, False),  # auto full under CC BY
+        ({}, {"feed_rights": "무단 전재 및 재배포 금지"}, False),  # a summary is fine to index
+        ({"redistribution": "full", "noindex": False}, {"feed_rights": "ⓒ 연합뉴스"}, False),
+        ({"noindex": True}, {"feed_license": CC_BY}, True),
+    ],
+)
+def test_noindex_auto_and_explicit(
+    kw: dict[str, Any], item_kw: dict[str, Any], expected: bool
+) -> None:
+    item, _ = build_item([stored(**item_kw)], {"yonhap": feed(**kw)})
+    assert item is not None and item.noindex is expected
+
+
+def test_why_not_names_the_reason_per_entry() -> None:
+    assert why_not(feed(), stored(author=None)) == "unattributed: no author"
+    assert why_not(feed(redistribution="none"), stored()) == "redistribution none"
+    assert why_not(feed(), stored()) is None
+
+
+def test_decision_keeps_what_detection_alone_would_allow() -> None:
+    decision = decide(feed(redistribution="full"), stored(feed_rights="무단 전재 및 재배포 금지"))
+    assert (decision.level, decision.detected) == ("full", "summary")

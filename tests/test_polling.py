@@ -105,3 +105,18 @@ def test_unchanged_body_without_validators_is_not_parsed_again(
     assert "2 new" in run_cli("poll", "--config", str(cfg)).stdout
     second = run_cli("poll", "--config", str(cfg))
     assert "body unchanged" in second.stdout
+
+
+def test_json_logs_one_event_per_feed(tmp_path: Path, feed_server: FeedServer) -> None:
+    feed_server.routes["/ok.xml"] = Route(PARTNER)
+    cfg = write(tmp_path, [("good", feed_server.url("/ok.xml")), ("bad", feed_server.url("/x"))])
+    result = run_cli("--log-format", "json", "poll", "--config", str(cfg))
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    feeds = {e["feed"]: e for e in events if e.get("event") == "feed"}
+    assert feeds["good"]["status"] == 200 and feeds["good"]["new"] == 2
+    assert feeds["good"]["url"] == feed_server.url("/ok.xml")
+    assert isinstance(feeds["good"]["duration"], float)
+    assert feeds["bad"]["status"] == 404 and feeds["bad"]["level"] == "warning"
+    assert any(e.get("event") == "publish" for e in events)
+    quiet = run_cli("poll", "--config", str(cfg))
+    assert "good" not in quiet.stderr  # text mode: a one-shot poll logs only problems

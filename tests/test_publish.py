@@ -19,7 +19,7 @@ from lxml import etree
 
 from aggregator.config import OutputConfig
 from aggregator.models import PublishedItem
-from aggregator.publish import publish, write_atomic
+from aggregator.publish import DEFAULT_RIGHTS, publish, write_atomic
 
 DATA = Path(__file__).parent / "data" / "publish"
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -126,10 +126,10 @@ def _by_id(elements: list[Any], key: str) -> dict[str, Any]:
     return {el.findtext(key): el for el in elements}
 
 
-def test_publish_writes_all_four_files_and_reports_them(tmp_path: Path) -> None:
+def test_publish_writes_all_files_and_reports_them(tmp_path: Path) -> None:
     out = tmp_path / "new" / "dir"
     written = publish(ITEMS, OUTPUT, out, now=NOW)
-    names = ["feed.xml", "atom.xml", "feed.json", "index.html"]
+    names = ["feed.xml", "atom.xml", "feed.json", "index.html", "_headers"]
     assert written == [out / name for name in names]
     assert all((out / name).stat().st_size > 0 for name in names)
 
@@ -319,17 +319,15 @@ def test_self_links_follow_home_page_without_base_url(tmp_path: Path) -> None:
     publish(ITEMS[:1], output, tmp_path, now=NOW)
     rss_self = _xml(tmp_path / "feed.xml").find(f"channel/{ATOM}link[@rel='self']")
     assert rss_self.get("href") == "https://example.org/news/feed.xml"
-    assert _xml(tmp_path / "feed.xml").find("channel/copyright") is None
     atom = _xml(tmp_path / "atom.xml")
     assert atom.findtext(f"{ATOM}id") == "https://example.org/news/atom.xml"
-    assert atom.find(f"{ATOM}rights") is None
     feed = json.loads((tmp_path / "feed.json").read_text(encoding="utf-8"))
     assert feed["feed_url"] == "https://example.org/news/feed.json"
     assert '<html lang="en">' in (tmp_path / "index.html").read_text(encoding="utf-8")
 
 
 def test_unchanged_items_are_not_rewritten(tmp_path: Path) -> None:
-    assert len(publish(ITEMS, OUTPUT, tmp_path, now=NOW)) == 4
+    assert len(publish(ITEMS, OUTPUT, tmp_path, now=NOW)) == 5
     assert publish(ITEMS, OUTPUT, tmp_path, now=NOW) == []
     # A later run only touches the page that shows the generation time.
     later = NOW + timedelta(minutes=30)
@@ -341,7 +339,7 @@ def test_unchanged_items_are_not_rewritten(tmp_path: Path) -> None:
 def test_output_is_deterministic(tmp_path: Path) -> None:
     publish(ITEMS, OUTPUT, tmp_path / "a", now=NOW)
     publish(ITEMS, OUTPUT, tmp_path / "b", now=NOW)
-    for name in ("feed.xml", "atom.xml", "feed.json", "index.html"):
+    for name in ("feed.xml", "atom.xml", "feed.json", "index.html", "_headers"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
@@ -384,3 +382,64 @@ def test_write_atomic_skips_identical_bytes_and_keeps_mode(tmp_path: Path) -> No
     assert target.read_bytes() == b"[]"
     assert target.stat().st_mode & 0o777 == 0o640
     assert [p.name for p in tmp_path.iterdir()] == ["feed.json"]
+
+
+# --- the aggregate's own terms: rights statement and noindex --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("language", "rights", "expected"),
+    [
+        ("ko", "Compilation © 2025 Example", "Compilation © 2025 Example"),
+        ("ko", None, DEFAULT_RIGHTS[True]),
+        ("en", None, DEFAULT_RIGHTS[False]),
+    ],
+)
+def test_every_format_carries_the_aggregate_rights_statement(
+    tmp_path: Path, language: str, rights: str | None, expected: str
+) -> None:
+    output = OutputConfig(title="T", link="https://example.org/", language=language, rights=rights)
+    publish(ITEMS, output, tmp_path, now=NOW)
+    assert _xml(tmp_path / "feed.xml").findtext("channel/copyright") == expected
+    assert _xml(tmp_path / "atom.xml").findtext(f"{ATOM}rights") == expected
+    feed = json.loads((tmp_path / "feed.json").read_text(encoding="utf-8"))
+    assert feed["_rights"] == {"statement": expected}
+    page = lxml.html.fromstring((tmp_path / "index.html").read_bytes())
+    assert page.findtext(".//footer/p[@class='rights']") == expected
+
+
+def _robots(page_path: Path) -> list[str]:
+    page = lxml.html.fromstring(page_path.read_bytes())
+    return [str(el.get("content")) for el in page.iterfind(".//head/meta[@name='robots']")]
+
+
+def test_noindex_item_marks_page_and_headers_and_clears_when_gone(tmp_path: Path) -> None:
+    publish(ITEMS, OUTPUT, tmp_path, now=NOW)
+    assert _robots(tmp_path / "index.html") == []
+    headers = (tmp_path / "_headers").read_text(encoding="utf-8")
+    assert "X-Robots-Tag" not in headers and headers.startswith("#")
+
+    flagged = (replace(ITEMS[0], noindex=True), *ITEMS[1:])
+    written = publish(flagged, OUTPUT, tmp_path, now=NOW)
+    assert tmp_path / "_headers" in written and tmp_path / "index.html" in written
+    assert _robots(tmp_path / "index.html") == ["noindex"]
+    rules = [line for line in (tmp_path / "_headers").read_text().splitlines() if line[:1] != "#"]
+    assert rules == [
+        line
+        for name in ("feed.xml", "atom.xml", "feed.json", "index.html", "")
+        for line in (f"/news/{name}", "  X-Robots-Tag: noindex")
+    ]
+    feed = json.loads((tmp_path / "feed.json").read_text(encoding="utf-8"))
+    assert feed["_rights"]["robots"] == "noindex"
+    schema = json.loads((DATA / "jsonfeed-schema-v1.1.json").read_text(encoding="utf-8"))
+    jsonschema.validate(feed, schema)
+
+    publish(ITEMS, OUTPUT, tmp_path, now=NOW)  # the provider left: the request goes too
+    assert _robots(tmp_path / "index.html") == []
+    assert "X-Robots-Tag" not in (tmp_path / "_headers").read_text(encoding="utf-8")
+
+
+def test_headers_paths_follow_the_home_page_without_base_url(tmp_path: Path) -> None:
+    output = OutputConfig(title="T", link="https://example.org/")
+    publish([replace(ITEMS[0], noindex=True)], output, tmp_path, now=NOW)
+    assert "/feed.xml\n  X-Robots-Tag: noindex" in (tmp_path / "_headers").read_text()

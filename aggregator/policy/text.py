@@ -1,0 +1,72 @@
+"""What of an entry's text readers may see: excerpts, image removal, sizes for `explain`.
+
+Input is the sanitised HTML the parse stage stored (nh3 output: well-formed tags, attribute
+values double-quoted), so tags can be found reliably without a second parse.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from aggregator.policy.rights import NOT_ARTICLE, lines
+
+_TRAILING_JUNK = re.compile(r"[\s<\[(〈《【/|·\-–—,:=]+$")
+_SENTENCE_END = re.compile(r"(?:[.!?。])[\"'”’」』)\]]*(?=\s|$)")
+_ATTRS = r"""(?:[^>"']|"[^"]*"|'[^']*')*"""
+#: A figure holding an image goes whole (its caption credits a photo no longer shown).
+_FIGURE = re.compile(rf"<figure\b{_ATTRS}>(?:(?!</?figure\b).)*?<img\b.*?</figure\s*>", re.I | re.S)
+_IMAGE = re.compile(rf"<img\b{_ATTRS}>|</?(?:picture|source|video|audio)\b{_ATTRS}>", re.I)
+_IMG = re.compile(r"<img\b", re.I)
+
+
+def plain(html: str) -> str:
+    """All the text of an HTML fragment on one line."""
+    return " ".join(lines(html))
+
+
+def count_images(html: str) -> int:
+    return len(_IMG.findall(html))
+
+
+def strip_images(html: str) -> str:
+    """The fragment without images (and without figures that held one)."""
+    return _IMAGE.sub("", _FIGURE.sub("", html))
+
+
+def _drop_footer(line: str) -> str:
+    """Cut a line at the provider's credit footer or rights notice, which are not article text."""
+    starts = [m.start() for p in NOT_ARTICLE if (m := p.search(line))]
+    return _TRAILING_JUNK.sub("", line[: min(starts)]) if starts else line
+
+
+def _safe_cut(text: str, cut: int) -> int:
+    """Move a cut left so it never splits a base character from its combining marks."""
+    while 0 < cut < len(text) and (
+        unicodedata.combining(text[cut]) or text[cut] in "\u200d\ufe0f" or text[cut - 1] == "\u200d"
+    ):
+        cut -= 1
+    return cut
+
+
+def excerpt(html: str, limit: int) -> str:
+    """Plain-text excerpt of at most `limit` characters (ellipsis included), footer dropped.
+
+    Cut at the last sentence end, else the last space, if either keeps half the budget; else
+    (Korean without spaces) at the limit itself, never between a character and its marks.
+    """
+    text = " ".join(" ".join(_drop_footer(line) for line in lines(html)).split())
+    if len(text) <= limit:
+        return text
+    if limit < 1:
+        return ""
+    budget = limit - 1  # room for the ellipsis
+    ends = [m.end() for m in _SENTENCE_END.finditer(text, 0, budget + 1) if m.end() <= budget]
+    space = text.rfind(" ", 0, budget + 1)
+    if ends and ends[-1] >= budget // 2:
+        cut = ends[-1]
+    elif space >= budget // 2:
+        cut = space
+    else:
+        cut = _safe_cut(text, budget)
+    return text[:cut].rstrip(" ,;:·-–—") + "…"
