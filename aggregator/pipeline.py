@@ -107,6 +107,80 @@ def run_cycle(
     return CycleReport(tuple(reports), len(items), tuple(written))
 
 
+@dataclass(frozen=True)
+class _Poll:
+    """What every step of handling one feed's fetch needs to know."""
+
+    config: Config
+    store: Store
+    feed: FeedConfig
+    now: datetime
+    rng: random.Random | None
+
+    def report(self, outcome: str, fetched: Fetched, message: str, **counts: int) -> FeedReport:
+        return FeedReport(
+            self.feed.name,
+            outcome,
+            fetched.status,
+            message=message,
+            elapsed=fetched.elapsed,
+            **counts,
+        )
+
+    def succeeded(
+        self, state: FeedState, fetched: Fetched, body_hash: str | None, ttl: int | None = None
+    ) -> FeedState:
+        return replace(
+            state,
+            etag=fetched.etag,
+            last_modified=fetched.last_modified,
+            body_hash=body_hash,
+            error=None,
+            errors=0,
+            last_ok=self.now,
+            retry_until=None,
+            next_poll=schedule.next_poll(
+                self.feed,
+                self.config,
+                self.now,
+                ttl_minutes=ttl,
+                fresh_until=fetched.fresh_until,
+                recent=self.store.recent_dates(self.feed.name),
+                rng=self.rng,
+            ),
+        )
+
+    def failed(self, state: FeedState, fetched: Fetched, message: str) -> FeedReport:
+        errors = state.errors + 1
+        self.store.save_feed_state(
+            replace(
+                state,
+                error=message,
+                errors=errors,
+                gone=fetched.status == 410,
+                retry_until=fetched.retry_after,
+                next_poll=schedule.next_poll(
+                    self.feed,
+                    self.config,
+                    self.now,
+                    errors=errors,
+                    retry_until=fetched.retry_after,
+                    rng=self.rng,
+                ),
+            )
+        )
+        return self.report("failed", fetched, message)
+
+    def throttle_host(self, state: FeedState, fetched: Fetched) -> None:
+        """429 (and 503 with Retry-After) slows every feed on that host, not just this one."""
+        until = fetched.retry_after
+        if until is None and fetched.status == 429:
+            until = self.now + self.config.schedule.min_interval
+        if until is not None and fetched.status in (429, 503):
+            reason = f"HTTP {fetched.status} from {state.url}"
+            self.store.throttle_host(_host(state.url), until, reason)
+
+
 def absorb(
     config: Config,
     store: Store,
@@ -117,31 +191,24 @@ def absorb(
     rng: random.Random | None = None,
 ) -> FeedReport:
     """Turn one fetch result into stored state and entries."""
+    poll = _Poll(config, store, feed, now, rng)
     polled, moved = schedule.follow_redirect(
         replace(state, status=fetched.status, last_polled=now), fetched.permanent_redirect
     )
-    notes = [moved] if moved else []
+
+    def note(message: str) -> str:
+        return f"{message}; {moved}" if moved else message
+
     if fetched.error is not None:
-        _throttle_host(config, store, state, fetched, now)
-        return _failed(
-            config, store, feed, polled, fetched, "; ".join([fetched.error, *notes]), now, rng
-        )
+        poll.throttle_host(state, fetched)
+        return poll.failed(polled, fetched, note(fetched.error))
 
     body_hash = hashlib.sha256(fetched.body).hexdigest() if fetched.body is not None else None
     if fetched.not_modified or (body_hash is not None and body_hash == state.body_hash):
-        ok = _succeeded(
-            config, store, feed, polled, fetched, now, rng, body_hash or state.body_hash
-        )
-        store.save_feed_state(ok)
-        outcome = "not-modified" if fetched.not_modified else "unchanged"
-        message = "not modified" if fetched.not_modified else "body unchanged"
-        return FeedReport(
-            feed.name,
-            outcome,
-            fetched.status,
-            message="; ".join([message, *notes]),
-            elapsed=fetched.elapsed,
-        )
+        store.save_feed_state(poll.succeeded(polled, fetched, body_hash or state.body_hash))
+        if fetched.not_modified:
+            return poll.report("not-modified", fetched, note("not modified"))
+        return poll.report("unchanged", fetched, note("body unchanged"))
 
     assert fetched.body is not None
     try:
@@ -153,94 +220,22 @@ def absorb(
             now=now,
         )
     except parse.ParseError as exc:
-        return _failed(
-            config, store, feed, polled, fetched, "; ".join([str(exc), *notes]), now, rng
-        )
-    ok = _succeeded(config, store, feed, polled, fetched, now, rng, body_hash, parsed.ttl)
+        return poll.failed(polled, fetched, note(str(exc)))
+    ok = poll.succeeded(polled, fetched, body_hash, parsed.ttl)
     result = store.store_entries(ok, fetched, parsed, now)
     for warning in parsed.warnings:
         log.info("%s: %s", feed.name, warning)
-    return FeedReport(
-        feed.name,
+    return poll.report(
         "new" if result.new or result.updated else "unchanged",
-        fetched.status,
+        fetched,
+        note(f"{len(parsed.entries)} entries in feed"),
         new=result.new,
         updated=result.updated,
-        message="; ".join([f"{len(parsed.entries)} entries in feed", *notes]),
-        elapsed=fetched.elapsed,
     )
 
 
 def _host(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
-
-
-def _throttle_host(
-    config: Config, store: Store, state: FeedState, fetched: Fetched, now: datetime
-) -> None:
-    """429 (and 503 with Retry-After) slows every feed on that host, not just this one."""
-    until = fetched.retry_after
-    if until is None and fetched.status == 429:
-        until = now + config.schedule.min_interval
-    if until is not None and fetched.status in (429, 503):
-        store.throttle_host(_host(state.url), until, f"HTTP {fetched.status} from {state.url}")
-
-
-def _succeeded(
-    config: Config,
-    store: Store,
-    feed: FeedConfig,
-    state: FeedState,
-    fetched: Fetched,
-    now: datetime,
-    rng: random.Random | None,
-    body_hash: str | None,
-    ttl: int | None = None,
-) -> FeedState:
-    return replace(
-        state,
-        etag=fetched.etag,
-        last_modified=fetched.last_modified,
-        body_hash=body_hash,
-        error=None,
-        errors=0,
-        last_ok=now,
-        retry_until=None,
-        next_poll=schedule.next_poll(
-            feed,
-            config,
-            now,
-            ttl_minutes=ttl,
-            fresh_until=fetched.fresh_until,
-            recent=store.recent_dates(feed.name),
-            rng=rng,
-        ),
-    )
-
-
-def _failed(
-    config: Config,
-    store: Store,
-    feed: FeedConfig,
-    state: FeedState,
-    fetched: Fetched,
-    message: str,
-    now: datetime,
-    rng: random.Random | None,
-) -> FeedReport:
-    errors = state.errors + 1
-    failed = replace(
-        state,
-        error=message,
-        errors=errors,
-        gone=fetched.status == 410,
-        retry_until=fetched.retry_after,
-        next_poll=schedule.next_poll(
-            feed, config, now, errors=errors, retry_until=fetched.retry_after, rng=rng
-        ),
-    )
-    store.save_feed_state(failed)
-    return FeedReport(feed.name, "failed", fetched.status, message=message, elapsed=fetched.elapsed)
 
 
 def collect_items(config: Config, store: Store) -> list[PublishedItem]:
