@@ -56,11 +56,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _progress_bar(done: int, total: int) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    end = "\n" if done == total else ""
+    bar = "#" * filled + "." * (width - filled)
+    print(f"\rfetching [{bar}] {done}/{total} feeds", end=end, file=sys.stderr, flush=True)
+
+
 def cmd_poll(args: argparse.Namespace) -> int:
     cfg = _load(args)
     store = _open_store(cfg)
+    progress = _progress_bar if sys.stderr.isatty() else None
     try:
-        report = pipeline.run_cycle(cfg, store, forced=True)
+        report = pipeline.run_cycle(cfg, store, forced=True, progress=progress)
     finally:
         store.close()
     _print_report(report, cfg)

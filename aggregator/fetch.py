@@ -13,7 +13,7 @@ import re
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -205,7 +205,9 @@ def _with_elapsed(result: Fetched, started: float) -> Fetched:
 
 
 async def fetch_all(
-    jobs: Sequence[tuple[FeedState, dict[str, str]]], cfg: FetchConfig
+    jobs: Sequence[tuple[FeedState, dict[str, str]]],
+    cfg: FetchConfig,
+    on_done: Callable[[Fetched], object] | None = None,
 ) -> list[Fetched]:
     """Fetch every feed concurrently, at most `per_host` at a time against any one host."""
     limits = httpx.Limits(
@@ -230,6 +232,9 @@ async def fetch_all(
         async def one(state: FeedState, headers: dict[str, str]) -> Fetched:
             host = (urlsplit(state.url).hostname or "").lower()
             async with host_slots[host], global_slots:
-                return await fetch_one(client, state, headers, cfg)
+                result = await fetch_one(client, state, headers, cfg)
+            if on_done is not None:
+                on_done(result)
+            return result
 
         return list(await asyncio.gather(*(one(s, h) for s, h in jobs)))

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,8 +56,12 @@ def run_cycle(
     forced: bool,
     now: datetime | None = None,
     rng: random.Random | None = None,
+    progress: Callable[[int, int], object] | None = None,
 ) -> CycleReport:
-    """Poll the due feeds (all of them when `forced`, bar gone/throttled ones), then publish."""
+    """Poll the due feeds (all of them when `forced`, bar gone/throttled ones), then publish.
+
+    `progress(done, total)` is called as fetches complete (for a terminal progress bar).
+    """
     now = now or datetime.now(UTC)
     stored = store.feed_states()
     throttled = store.host_throttles(now)
@@ -71,7 +75,17 @@ def run_cycle(
             reports.append(FeedReport(feed.name, "skipped", state.status, message=reason))
         elif forced or schedule.is_due(state, now, host_until):
             jobs.append((feed, state))
-    results = asyncio.run(fetch.fetch_all([(s, f.headers) for f, s in jobs], config.fetch))
+    done = 0
+
+    def fetched_one(_: Fetched) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, len(jobs))
+
+    results = asyncio.run(
+        fetch.fetch_all([(s, f.headers) for f, s in jobs], config.fetch, fetched_one)
+    )
     for (feed, state), fetched in zip(jobs, results, strict=True):
         try:
             reports.append(absorb(config, store, feed, state, fetched, now, rng))

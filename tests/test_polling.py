@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import DATA, run_cli
@@ -120,3 +124,33 @@ def test_json_logs_one_event_per_feed(tmp_path: Path, feed_server: FeedServer) -
     assert any(e.get("event") == "publish" for e in events)
     quiet = run_cli("poll", "--config", str(cfg))
     assert "good" not in quiet.stderr  # text mode: a one-shot poll logs only problems
+
+
+def test_poll_on_a_terminal_shows_progress(tmp_path: Path, feed_server: FeedServer) -> None:
+    feed_server.routes["/ok.xml"] = Route(PARTNER)
+    cfg = write(tmp_path, [(f"f{i}", feed_server.url(f"/ok.xml?{i}")) for i in range(3)])
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "poll", "--config", str(cfg)],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the terminal closes when the process exits
+            break
+        if not chunk:
+            break
+        output += chunk
+    proc.wait(timeout=60)
+    os.close(controller)
+    text = output.decode()
+    assert "fetching [" in text and "3/3 feeds" in text
+    assert "published" in text
+    plain = run_cli("poll", "--config", str(cfg))
+    assert "fetching [" not in plain.stderr + plain.stdout  # not a terminal: no bar
