@@ -212,7 +212,7 @@ def segments(html: str) -> list[str]:
 
 
 def segment_hash(segment: str) -> int:
-    """Signed 64-bit hash (fits a BIGINT on every database) of a segment or band."""
+    """Signed 64-bit hash of a segment (fits a BIGINT on every database)."""
     return int.from_bytes(xxhash.xxh64_digest(segment.replace(" ", "").encode()), signed=True)
 
 

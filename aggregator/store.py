@@ -157,6 +157,7 @@ near_bands = sa.Table(
     sa.Column("band", sa.BigInteger, primary_key=True),
     sa.Column("entry_id", sa.Integer, primary_key=True),
     sa.Index("ix_near_bands_entry", "entry_id"),
+    sqlite_with_rowid=False,  # the primary key is the table: one B-tree less to update
 )
 
 #: How many entries of a feed contain each segment (hashed): recurring ones are boilerplate.
@@ -275,19 +276,23 @@ class Store:
         """Save a successful fetch and its entries atomically.
 
         Unchanged entries cost no write; a new entry joins the cluster of any stored entry
-        with the same normalised link, global guid or main text, or of a recent entry whose
-        main text is nearly the same (dedupe), else founds its own.
+        with the same normalised link, global guid or main text, or of a recent entry of
+        another feed whose main text is nearly the same (dedupe), else founds its own.
         """
         new = updated = 0
         with self.engine.begin() as conn:
             self._prune_near(conn, now)
             fingerprints = self._fingerprints(conn, state.name, parsed.entries, now)
+            # Near matches never come from the same feed, so one lookup serves the batch.
+            near = self._near_matches(conn, state.name, fingerprints)
+            placed: list[tuple[int, dedupe.Match, dedupe.Fingerprint | None]] = []
             for entry in parsed.entries:
-                outcome = self._store_entry(
-                    conn, state.name, entry, now, fingerprints.pop(entry.key, None)
-                )
-                new += outcome == "new"
+                outcome = self._store_entry(conn, state.name, entry, now, near.pop(entry.key, None))
+                if isinstance(outcome, tuple):
+                    placed.append((*outcome, fingerprints.get(entry.key)))
+                new += isinstance(outcome, tuple)
                 updated += outcome == "updated"
+            self._record_placements(conn, placed, now)
             self._upsert_feed(conn, _feed_values(state, parsed))
         return StoreResult(new=new, updated=updated)
 
@@ -297,8 +302,9 @@ class Store:
         feed_name: str,
         entry: ParsedEntry,
         now: datetime,
-        fp: dedupe.Fingerprint | None,
-    ) -> str:
+        near: tuple[int, dedupe.Match] | None,
+    ) -> str | tuple[int, dedupe.Match]:
+        """ "unchanged", "updated", or for a new entry its id and why it is in its story."""
         khash = dedupe.key_hash(entry.key)
         chash = dedupe.content_hash(entry)
         row = conn.execute(
@@ -315,7 +321,7 @@ class Store:
             values["sort_date"] = min(row.sort_date, _sort_date(entry, row.first_seen))
             conn.execute(entries.update().where(entries.c.id == row.id).values(values))
             return "updated"
-        found = self._find_cluster(conn, feed_name, values, fp)
+        found = self._find_cluster(conn, values, near)
         if found is None:
             cluster_id = self._new_cluster(conn, feed_name, entry.key, now)
             match = dedupe.Match("first", 1.0)
@@ -336,26 +342,17 @@ class Store:
         )
         pk = result.inserted_primary_key
         assert pk is not None
-        entry_id = int(pk[0])
-        conn.execute(
-            entry_matches.insert().values(
-                entry_id=entry_id, rule=match.rule, score=match.score, other_id=match.other
-            )
-        )
-        if fp is not None:
-            self._index_near(conn, entry_id, fp, now)
-        return "new"
+        return int(pk[0]), match
 
     # -- cluster assignment --------------------------------------------------------------
 
     def _find_cluster(
         self,
         conn: Connection,
-        feed_name: str,
         values: dict[str, Any],
-        fp: dedupe.Fingerprint | None,
+        near: tuple[int, dedupe.Match] | None,
     ) -> tuple[int, dedupe.Match] | None:
-        """The story a new entry joins and why: exact keys first, then near-duplicates."""
+        """The story a new entry joins and why: exact keys first, then its near match."""
         for rule, column in (
             ("same-link", "norm_link"),
             ("same-guid", "guid_key"),
@@ -371,37 +368,67 @@ class Store:
             ).first()
             if found is not None:
                 return int(found.cluster_id), dedupe.Match(rule, 1.0, int(found.id))
-        if fp is None:
-            return None
-        shared = sa.func.count().label("shared")
-        top = (
-            sa.select(near_bands.c.entry_id, shared)
-            .join(entries, entries.c.id == near_bands.c.entry_id)
-            .where(near_bands.c.band.in_(fp.bands), entries.c.feed_name != feed_name)
-            .group_by(near_bands.c.entry_id)
-            .order_by(shared.desc(), near_bands.c.entry_id.desc())
-            .limit(dedupe.MAX_CANDIDATES)
-            .subquery()
-        )
-        rows = conn.execute(
-            sa.select(
-                near_docs.c.entry_id,
-                near_docs.c.text,
-                near_docs.c.numbers,
-                entries.c.feed_name,
-                entries.c.cluster_id,
+        return near
+
+    def _near_matches(
+        self,
+        conn: Connection,
+        feed_name: str,
+        fingerprints: dict[str, dedupe.Fingerprint | None],
+    ) -> dict[str, tuple[int, dedupe.Match]]:
+        """Entry key -> (cluster, match) for the batch's near-duplicates of other feeds' entries.
+
+        Candidates are the indexed entries sharing LSH bands with an entry, most shared
+        first (at most dedupe.MAX_CANDIDATES each); dedupe.best_match verifies them.
+        """
+        owners: dict[int, list[str]] = {}
+        for key, fp in fingerprints.items():
+            for band in fp.bands if fp else ():
+                owners.setdefault(band, []).append(key)
+        shared: dict[str, Counter[int]] = {}
+        for chunk in _chunks(list(owners)):
+            rows = conn.execute(
+                sa.select(near_bands.c.band, near_bands.c.entry_id)
+                .join(entries, entries.c.id == near_bands.c.entry_id)
+                .where(near_bands.c.band.in_(chunk), entries.c.feed_name != feed_name)
             )
-            .join(top, top.c.entry_id == near_docs.c.entry_id)
-            .join(entries, entries.c.id == near_docs.c.entry_id)
-        ).all()
-        match = dedupe.best_match(
-            fp,
-            feed_name,
-            ((r.entry_id, r.feed_name, r.text, frozenset(r.numbers.split())) for r in rows),
-        )
-        if match is None:
-            return None
-        return next(int(r.cluster_id) for r in rows if r.entry_id == match.other), match
+            for band, entry_id in rows:
+                for key in owners[band]:
+                    shared.setdefault(key, Counter())[entry_id] += 1
+        tops = {
+            key: sorted(counts, key=lambda i: (-counts[i], -i))[: dedupe.MAX_CANDIDATES]
+            for key, counts in shared.items()
+        }
+        docs: dict[int, Any] = {}
+        for chunk in _chunks(sorted({i for top in tops.values() for i in top})):
+            rows = conn.execute(
+                sa.select(
+                    near_docs.c.entry_id,
+                    near_docs.c.text,
+                    near_docs.c.numbers,
+                    entries.c.feed_name,
+                    entries.c.cluster_id,
+                )
+                .join(entries, entries.c.id == near_docs.c.entry_id)
+                .where(near_docs.c.entry_id.in_(chunk))
+            )
+            docs.update({row.entry_id: row for row in rows})
+        found = {}
+        for key, top in tops.items():
+            fp = fingerprints[key]
+            assert fp is not None
+            candidates = [docs[i] for i in top if i in docs]
+            match = dedupe.best_match(
+                fp,
+                feed_name,
+                (
+                    (d.entry_id, d.feed_name, d.text, frozenset(d.numbers.split()))
+                    for d in candidates
+                ),
+            )
+            if match is not None and match.other is not None:
+                found[key] = (int(docs[match.other].cluster_id), match)
+        return found
 
     def _new_cluster(self, conn: Connection, feed_name: str, key: str, now: datetime) -> int:
         guid = f"urn:uuid:{uuid.uuid5(GUID_NAMESPACE, feed_name + chr(10) + key)}"
@@ -470,16 +497,40 @@ class Store:
             ],
         )
 
-    def _index_near(
-        self, conn: Connection, entry_id: int, fp: dedupe.Fingerprint, now: datetime
+    def _record_placements(
+        self,
+        conn: Connection,
+        placed: list[tuple[int, dedupe.Match, dedupe.Fingerprint | None]],
+        now: datetime,
     ) -> None:
+        """Why each new entry is in its story, and its rows in the near-duplicate index."""
+        if not placed:
+            return
         conn.execute(
-            near_docs.insert().values(
-                entry_id=entry_id, seen=now, text=fp.text, numbers=" ".join(sorted(fp.numbers))
-            )
+            entry_matches.insert(),
+            [
+                {"entry_id": i, "rule": m.rule, "score": m.score, "other_id": m.other}
+                for i, m, _ in placed
+            ],
+        )
+        indexed = [(i, fp) for i, _, fp in placed if fp is not None]
+        if not indexed:
+            return
+        conn.execute(
+            near_docs.insert(),
+            [
+                {
+                    "entry_id": i,
+                    "seen": now,
+                    "text": fp.text,
+                    "numbers": " ".join(sorted(fp.numbers)),
+                }
+                for i, fp in indexed
+            ],
         )
         conn.execute(
-            near_bands.insert(), [{"band": b, "entry_id": entry_id} for b in set(fp.bands)]
+            near_bands.insert(),
+            [{"band": b, "entry_id": i} for i, fp in indexed for b in set(fp.bands)],
         )
 
     def _prune_near(self, conn: Connection, now: datetime) -> None:
