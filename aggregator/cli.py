@@ -1,4 +1,4 @@
-"""The `aggregator` command: check, poll, run, demo, status, explain.
+"""The `aggregator` command: check, poll, run, serve, status, explain, import-opml, demo.
 
 Exit codes (also in the README): 0 success; 1 at least one feed failed (the others were
 still stored and published); 2 configuration or usage error; 3 the store or the output
@@ -19,7 +19,7 @@ from pathlib import Path
 import sqlalchemy.exc
 
 from aggregator import __version__, config, pipeline, policy, schedule, serve
-from aggregator.store import Store
+from aggregator.store import SchemaError, Store
 
 EXIT_OK, EXIT_FEEDS_FAILED, EXIT_CONFIG, EXIT_ENVIRONMENT = 0, 1, 2, 3
 
@@ -140,6 +140,13 @@ def _iso(when: datetime | None) -> str | None:
     return when.isoformat() if when else None
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    Store(cfg.store_url, migrate=True).close()
+    print(f"store schema is up to date ({cfg.store_url.split('@')[-1]})")
+    return EXIT_OK
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     cfg = _load(args)
     store = _open_store(cfg)
@@ -234,6 +241,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_import_opml(args: argparse.Namespace) -> int:
+    from aggregator import opml
+
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"aggregator: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    report = opml.import_opml(Path(args.config), data, args.redistribution)
+    for url, why in report.skipped:
+        print(f"SKIPPED  {url}  ({why})")
+    for name, url in report.added:
+        print(f"ADDED    {name}  {url}  (redistribution: {args.redistribution})")
+    print(f"{len(report.added)} feeds added to {args.config}, {len(report.skipped)} skipped")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from aggregator import demo
 
@@ -275,12 +299,22 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (run, serve_):
         p.add_argument("--host", default="127.0.0.1", help="address to listen on")
         p.add_argument("--port", type=int, default=8080, help="port to listen on (0: any free)")
+    command("migrate", "create or upgrade the store's schema").set_defaults(func=cmd_migrate)
     status = command("status", "show each feed's polling state")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
     explain = command("explain", "show how a stored entry was deduplicated and licensed")
     explain.add_argument("entry", help="the entry's link or guid, or a published item's guid")
     explain.set_defaults(func=cmd_explain)
+    imports = command("import-opml", "add the feeds of an OPML file to the configuration")
+    imports.add_argument("file", help="the OPML file (e.g. a feed reader's export)")
+    imports.add_argument(
+        "--redistribution",
+        choices=("full", "summary", "title", "none", "auto"),
+        default="auto",
+        help="the level given to every added feed (default: auto)",
+    )
+    imports.set_defaults(func=cmd_import_opml)
     demo = sub.add_parser(
         "demo", help="run the whole pipeline against bundled sample feeds served on 127.0.0.1"
     )
@@ -332,6 +366,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"aggregator: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except SchemaError as exc:
+        print(f"aggregator: {exc}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except sqlalchemy.exc.SQLAlchemyError as exc:
         print(
             f"aggregator: cannot use the store: {exc.__class__.__name__}: {exc}".splitlines()[0],

@@ -16,6 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
@@ -68,6 +72,9 @@ feeds = sa.Table(
     sa.Column("gone", sa.Boolean, nullable=False, default=False),
     sa.Column("permanent_redirect", sa.Text),
     sa.Column("redirects_seen", sa.Integer, nullable=False, default=0),
+    # Row lease: the daemon polling this feed right now, and until when the claim holds.
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_until", UTCDateTime),
     sa.Column("title", sa.Text),
     sa.Column("link", sa.Text),
     sa.Column("language", sa.String(35)),
@@ -75,6 +82,20 @@ feeds = sa.Table(
     sa.Column("license", sa.Text),
     sa.Column("author", sa.Text),
     sa.Column("ttl", sa.Integer),
+)
+
+#: Every daemon of the cluster, for `aggregator status` and for sharing per-host limits.
+daemons = sa.Table(
+    "daemons",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("hostname", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("started", UTCDateTime, nullable=False),
+    sa.Column("heartbeat", UTCDateTime, nullable=False),
+    sa.Column("polled", sa.Integer, nullable=False, default=0),
+    sa.Column("publisher", sa.Boolean, nullable=False, default=False),
 )
 
 #: Per-host throttling (429/503 Retry-After), shared by every feed on the host.
@@ -197,15 +218,63 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+class SchemaError(Exception):
+    """The database's schema is not the one this version of the code was written for."""
+
+
+#: Serialises schema creation and migration between daemons starting together.
+_MIGRATION_LOCK = 0x61677231
+
+
+def _alembic_config(conn: Connection) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", "aggregator:migrations")
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def schema_versions(conn: Connection) -> tuple[str | None, str]:
+    """(the database's revision, the newest revision this code knows)."""
+    head = ScriptDirectory.from_config(_alembic_config(conn)).get_current_head()
+    assert head is not None
+    return MigrationContext.configure(conn).get_current_revision(), head
+
+
 class Store:
     """The one way the pipeline reads and writes state."""
 
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+    def __init__(self, url: str, *, migrate: bool = False, **engine_kwargs: Any) -> None:
+        """Open the store; an empty database gets the current schema (zero set-up).
+
+        An existing database must already be at this code's schema revision, unless
+        `migrate` (what `aggregator migrate` does) brings it there.
+        """
         self.url = url
         self.engine: Engine = sa.create_engine(_engine_url(url), **engine_kwargs)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
+        problem = None
+        with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
+            current, head = schema_versions(conn)
+            fresh = current is None and not sa.inspect(conn).has_table("feeds")
+            if migrate or fresh:
+                alembic_command.upgrade(_alembic_config(conn), "head")
+            elif current != head:
+                script = ScriptDirectory.from_config(_alembic_config(conn))
+                known = {rev.revision for rev in script.walk_revisions()}
+                problem = (
+                    f"the database schema is at revision {current}, this version needs "
+                    f"{head}: run `aggregator migrate` first"
+                    if current in known
+                    else f"the database schema revision {current or '(none)'} is unknown to "
+                    f"this version (newest known: {head}); use the aggregator version that "
+                    "created it, or a newer one"
+                )
+        if problem:
+            self.engine.dispose()
+            raise SchemaError(problem)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
@@ -103,3 +104,16 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
 def test_repository_example_config_is_valid() -> None:
     cfg = config.load(Path(__file__).parent.parent / "feeds.yaml")
     assert cfg.feeds
+
+
+def test_migrate_then_refuse_unknown_schema(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    result = run_cli("migrate", "--config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stdout
+    with sqlite3.connect(tmp_path / "aggregator.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'ffff'")
+    result = run_cli("poll", "--config", str(path))
+    assert result.returncode == 3
+    assert "schema revision ffff is unknown" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from aggregator.models import FeedState, Fetched, ParsedEntry, ParsedFeed
-from aggregator.store import Store
+from aggregator.store import SchemaError, Store, schema_versions
 
 NOW = datetime(2025, 10, 17, 12, 0, tzinfo=UTC)
 
@@ -140,3 +141,16 @@ def test_find_entries_by_link_or_guid(store: Store) -> None:
     assert {m.feed_name for m in found} == {"a", "b"}
     assert store.find_entries(found[0].cluster_guid)
     assert store.find_entries("nothing-like-this") == []
+
+
+def test_fresh_database_gets_the_current_schema_version(store: Store) -> None:
+    with store.engine.connect() as conn:
+        current, head = schema_versions(conn)
+    assert current == head
+
+
+def test_unknown_schema_version_is_refused(store: Store) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = 'ffff'"))
+    with pytest.raises(SchemaError, match="revision ffff is unknown"):
+        Store(store.url)
