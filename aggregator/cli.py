@@ -10,16 +10,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import socket
 import sys
 import unicodedata
+import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import sqlalchemy.exc
 
 from aggregator import __version__, config, pipeline, policy, schedule, serve
-from aggregator.store import SchemaError, Store
+from aggregator.store import Daemon, SchemaError, Store
 
 EXIT_OK, EXIT_FEEDS_FAILED, EXIT_CONFIG, EXIT_ENVIRONMENT = 0, 1, 2, 3
 
@@ -66,49 +71,66 @@ def _progress_bar(done: int, total: int) -> None:
 
 def cmd_poll(args: argparse.Namespace) -> int:
     cfg = _load(args)
+    lock = _sqlite_lock(cfg)
     store = _open_store(cfg)
     progress = _progress_bar if sys.stderr.isatty() else None
     try:
+        if lock:
+            store.release_leases()  # no daemon runs on this SQLite store: leases are stale
         report = pipeline.run_cycle(cfg, store, forced=True, progress=progress)
     finally:
         store.close()
+        if lock:
+            lock.release()
     _print_report(report, cfg)
     return EXIT_FEEDS_FAILED if report.failed else EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    lock = None
-    if cfg.store_url.startswith("sqlite:///"):
-        db = Path(cfg.store_url.removeprefix("sqlite:///"))
-        lock = schedule.DaemonLock(db.with_name(db.name + ".lock"))
-        if not lock.acquire():
-            print(
-                f"aggregator: another daemon is already running on {db} "
-                f"(lock {lock.path}); stop it first",
-                file=sys.stderr,
-            )
-            return EXIT_ENVIRONMENT
+    lock = _sqlite_lock(cfg)
+    if lock is False:
+        print(
+            f"aggregator: another daemon is already running on {cfg.store_url} "
+            "(see its .lock file); stop it first",
+            file=sys.stderr,
+        )
+        return EXIT_ENVIRONMENT
     store = _open_store(cfg)
+    if lock:
+        store.release_leases()  # whatever a killed daemon held is free again
     health = None if args.no_serve else serve.Health.for_daemon(cfg)
+    started = datetime.now(UTC)
+    me = Daemon(
+        id=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+        hostname=socket.gethostname(),
+        pid=os.getpid(),
+        version=__version__,
+        started=started,
+        heartbeat=started,
+        polled=0,
+        publisher=False,
+    )
 
     def cycle() -> None:
-        report = pipeline.run_cycle(cfg, store, forced=False)
-        for r in report.feeds:
-            if r.outcome == "failed":
-                log.warning("feed %s failed: %s", r.name, r.message)
-            elif r.outcome == "new":
-                log.info("feed %s: %d new, %d updated", r.name, r.new, r.updated)
-        log.info(
-            "cycle done: %d feeds polled, %d items published",
-            sum(r.outcome != "skipped" for r in report.feeds),
-            report.published,
-        )
+        nonlocal me
+        now = datetime.now(UTC)
+        me = replace(me, heartbeat=now)
+        store.heartbeat(me)
+        # Daemons that missed three ticks count as dead when sharing per-host limits.
+        alive = [d for d in store.daemons(now) if now - d.heartbeat < 3 * cfg.schedule.tick]
+        report = pipeline.run_cycle(cfg, store, forced=False, owner=me.id, daemons=len(alive))
+        polled = sum(r.outcome != "skipped" for r in report.feeds)
+        me = replace(me, polled=me.polled + polled, publisher=store.try_publisher_lock())
+        store.heartbeat(me)
+        log.info("cycle done: %d feeds polled, %d items published", polled, report.published)
         if health is not None:
             health.cycle_ok()
 
     def final_publish() -> None:
-        pipeline.publish_all(cfg, store, datetime.now(UTC))
+        if store.try_publisher_lock():
+            pipeline.publish_all(cfg, store, datetime.now(UTC))
+        store.forget_daemon(me.id)
         log.info("stopped; output published to %s", cfg.output_dir)
 
     log.info("daemon started: %d feeds, tick %s", len(cfg.feeds), cfg.schedule.tick)
@@ -125,6 +147,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         if lock:
             lock.release()
     return EXIT_OK
+
+
+def _sqlite_lock(cfg: config.Config) -> schedule.DaemonLock | Literal[False] | None:
+    """The single-daemon lock of a SQLite store: the lock, False if taken, None if not SQLite."""
+    if not cfg.store_url.startswith("sqlite:///"):
+        return None
+    db = Path(cfg.store_url.removeprefix("sqlite:///"))
+    lock = schedule.DaemonLock(db.with_name(db.name + ".lock"))
+    return lock if lock.acquire() else False
 
 
 def _width(text: str) -> int:
@@ -150,10 +181,27 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     cfg = _load(args)
     store = _open_store(cfg)
+    now = datetime.now(UTC)
     try:
         states = store.feed_states()
+        cluster = store.daemons(now)
     finally:
         store.close()
+    daemons = [
+        {
+            "id": d.id,
+            "hostname": d.hostname,
+            "pid": d.pid,
+            "version": d.version,
+            "started": _iso(d.started),
+            "heartbeat": _iso(d.heartbeat),
+            "seconds_since_heartbeat": round((now - d.heartbeat).total_seconds(), 1),
+            "feeds_polled": d.polled,
+            "leases": d.leases,
+            "publisher": d.publisher,
+        }
+        for d in cluster
+    ]
     rows = []
     for feed in cfg.feeds:
         s = states.get(feed.name)
@@ -170,11 +218,18 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "gone": bool(s and s.gone),
                 "retry_until": _iso(s.retry_until) if s else None,
                 "last_error": s.error if s else None,
+                "leased_by": s.lease_owner if s and s.lease_until and s.lease_until > now else None,
             }
         )
     if args.json:
-        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        print(json.dumps({"feeds": rows, "daemons": daemons}, ensure_ascii=False, indent=2))
         return EXIT_OK
+    for d in daemons:
+        role = "publisher" if d["publisher"] else "poller"
+        print(
+            f"daemon {d['id']} ({role}): heartbeat {d['seconds_since_heartbeat']} s ago, "
+            f"{d['leases']} leases, {d['feeds_polled']} feeds polled since {d['started']}"
+        )
     width = max((_width(f.name) for f in cfg.feeds), default=4)
     print(f"{_pad('feed', width)}  last poll         result  entries  errors  next poll")
     for row in rows:

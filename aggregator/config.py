@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from aggregator.channels import ChannelConfig
+
 Redistribution = Literal["full", "summary", "title", "none", "auto"]
 
 DEFAULT_CONFIG = "feeds.yaml"
@@ -32,6 +34,16 @@ DEFAULT_CONFIG = "feeds.yaml"
 
 class ConfigError(Exception):
     """A problem with the configuration file, phrased for the operator."""
+
+
+class LocatedError(ConfigError):
+    """A cross-field problem at a key path (`parse()` adds its line); pydantic lets it through
+    (it is no ValueError), where a ValueError would be reported at the top level."""
+
+    def __init__(self, loc: tuple[Any, ...], message: str) -> None:
+        super().__init__(f"{_format_loc(loc)}: {message}")
+        self.loc = loc
+        self.message = message
 
 
 def _http_url(value: str) -> str:
@@ -108,11 +120,25 @@ class OutputConfig(_Strict):
     base_url: str | None = None
     rights: str | None = None
     credit_template: str | None = None
+    #: WebSub hub announced in the feeds and notified after each publish that changed one.
+    hub: str | None = None
+    #: RFC 5005 archived feeds: items beyond `limit` move to immutable pages of this size.
+    archive: bool = True
+    archive_page_size: Annotated[int, Field(ge=1, le=10000)] = 50
 
-    @field_validator("link", "base_url")
+    @field_validator("link", "base_url", "hub")
     @classmethod
     def _check_url(cls, v: str | None) -> str | None:
         return None if v is None else _http_url(v)
+
+    @model_validator(mode="after")
+    def _hub_needs_base_url(self) -> OutputConfig:
+        if self.hub is not None and self.base_url is None:
+            raise ValueError(
+                "hub needs base_url: WebSub subscribers and the hub identify a feed by its"
+                " public URL (the feeds' rel=self link)"
+            )
+        return self
 
     @field_validator("credit_template")
     @classmethod
@@ -138,6 +164,7 @@ class FetchConfig(_Strict):
     concurrency: Annotated[int, Field(ge=1, le=1024)] = 32
     per_host: Annotated[int, Field(ge=1, le=64)] = 2
     block_private_networks: bool = False
+    batch: Annotated[int, Field(ge=1, le=10000)] = 100
 
 
 class ScheduleConfig(_Strict):
@@ -145,8 +172,9 @@ class ScheduleConfig(_Strict):
     min_interval: timedelta = timedelta(minutes=15)
     max_interval: timedelta = timedelta(hours=24)
     tick: timedelta = timedelta(seconds=30)
+    lease: timedelta = timedelta(minutes=5)
 
-    @field_validator("interval", "min_interval", "max_interval", "tick", mode="before")
+    @field_validator("interval", "min_interval", "max_interval", "tick", "lease", mode="before")
     @classmethod
     def _check_duration(cls, v: Any) -> timedelta:
         return _duration(v)
@@ -208,11 +236,22 @@ class Config(_Strict):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     timezone: str | None = None
     feeds: list[FeedConfig]
+    channels: list[ChannelConfig] = Field(default_factory=list)
 
     @field_validator("timezone")
     @classmethod
     def _check_tz(cls, v: str | None) -> str | None:
         return _timezone(v)
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_fetch(self) -> Config:
+        # Leases are renewed between fetches; one fetch must not outlast half a lease.
+        if self.schedule.lease.total_seconds() < 2 * self.fetch.timeout:
+            raise ValueError(
+                f"schedule.lease ({self.schedule.lease}) must be at least twice "
+                f"fetch.timeout ({self.fetch.timeout:g} s)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
@@ -223,6 +262,30 @@ class Config(_Strict):
                 if value in seen:
                     raise ValueError(f"feeds[{i}].{attr} {value!r} is listed twice")
                 seen.add(value)
+        return self
+
+    @model_validator(mode="after")
+    def _check_channels(self) -> Config:
+        """Channel names and folders are unique, and name only configured providers."""
+        names = {f.name for f in self.feeds}
+        seen: dict[str, str] = {}
+        for i, channel in enumerate(self.channels):
+            if channel.name in seen.values():
+                raise LocatedError(("channels", i, "name"), f"{channel.name!r} is listed twice")
+            for other, other_name in seen.items():
+                a, b = channel.folder + "/", other + "/"
+                if a.startswith(b) or b.startswith(a):
+                    raise LocatedError(
+                        ("channels", i, "path" if channel.path else "name"),
+                        f"folder {channel.folder!r} overlaps channel {other_name!r}'s {other!r}",
+                    )
+            seen[channel.folder] = channel.name
+            for j, provider in enumerate(channel.providers):
+                if provider not in names:
+                    raise LocatedError(
+                        ("channels", i, "providers", j),
+                        f"no feed is named {provider!r} (providers are feeds[].name)",
+                    )
         return self
 
     @model_validator(mode="after")
@@ -324,6 +387,12 @@ def parse(text: str, source: str = DEFAULT_CONFIG, base_dir: Path = Path(".")) -
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, lines, source)) from None
+    except LocatedError as exc:
+        line = next(
+            (lines[exc.loc[:n]] for n in range(len(exc.loc), -1, -1) if exc.loc[:n] in lines), None
+        )
+        where = f"{source}:{line}" if line else source
+        raise ConfigError(f"{where}: {exc}") from None
     config._base_dir = base_dir
     return config
 

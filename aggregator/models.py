@@ -182,4 +182,6 @@ class FeedState:
     gone: bool = False
     permanent_redirect: str | None = None
     redirects_seen: int = 0
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
     entries: int = 0

@@ -11,16 +11,17 @@ import asyncio
 import hashlib
 import logging
 import random
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from aggregator import fetch, parse, policy, publish, schedule
+from aggregator import fetch, parse, policy, schedule, site, websub
 from aggregator.config import Config, FeedConfig
 from aggregator.models import FeedState, Fetched, PublishedItem
-from aggregator.store import Store
+from aggregator.store import LeaseLost, Store
 
 log = logging.getLogger(__name__)
 
@@ -57,61 +58,82 @@ def run_cycle(
     now: datetime | None = None,
     rng: random.Random | None = None,
     progress: Callable[[int, int], object] | None = None,
+    owner: str | None = None,
+    daemons: int = 1,
 ) -> CycleReport:
     """Poll the due feeds (all of them when `forced`, bar gone/throttled ones), then publish.
 
-    `progress(done, total)` is called as fetches complete (for a terminal progress bar).
+    Feeds are leased in batches of `fetch.batch` under `owner`, so several daemons on one
+    PostgreSQL database never poll the same feed at once; `daemons` (how many are alive)
+    divides the per-host limit so it holds cluster-wide. `progress(done, total)` is called
+    as fetches complete (for a terminal progress bar).
     """
     now = now or datetime.now(UTC)
+    owner = owner or f"poll-{uuid.uuid4().hex[:12]}"
     stored = store.feed_states()
     throttled = store.host_throttles(now)
     reports: list[FeedReport] = []
-    jobs: list[tuple[FeedConfig, FeedState]] = []
+    by_name = {feed.name: feed for feed in config.feeds}
+    candidates: list[str] = []
     for feed in config.feeds:
-        state = schedule.initial_state(feed, stored.get(feed.name))
-        host_until = throttled.get(_host(state.url))
-        reason = schedule.skip_reason(state, now, host_until)
+        previous = stored.get(feed.name)
+        state = schedule.initial_state(feed, previous)
+        if state != previous:  # a new feed, or its URL changed in the config
+            store.save_feed_state(state)
+        reason = schedule.skip_reason(state, now, throttled.get(_host(state.url)))
         if reason:
             reports.append(FeedReport(feed.name, "skipped", state.status, message=reason))
-        elif forced or schedule.is_due(state, now, host_until):
-            jobs.append((feed, state))
-    done = 0
+        elif forced or schedule.is_due(state, now):
+            candidates.append(feed.name)
+
+    fetch_config = config.fetch.model_copy(
+        update={"per_host": max(1, config.fetch.per_host // max(daemons, 1))}
+    )
+    done, total = 0, len(candidates)
+    lease = config.schedule.lease
+    pending: list[str] = []  # this batch's feeds not yet stored
+    renewed = datetime.now(UTC)
+
+    def keep_lease() -> None:
+        # Renew a third of the way into the lease, so a slow batch never loses its feeds.
+        nonlocal renewed
+        current = datetime.now(UTC)
+        if pending and current - renewed > lease / 3:
+            store.renew_leases(owner, pending, current + lease)
+            renewed = current
 
     def fetched_one(_: Fetched) -> None:
         nonlocal done
         done += 1
+        keep_lease()
         if progress is not None:
-            progress(done, len(jobs))
+            progress(done, total)
 
-    results = asyncio.run(
-        fetch.fetch_all([(s, f.headers) for f, s in jobs], config.fetch, fetched_one)
-    )
-    for (feed, state), fetched in zip(jobs, results, strict=True):
-        try:
-            reports.append(absorb(config, store, feed, state, fetched, now, rng))
-        except Exception as exc:  # a bug with one feed must not cost the others their poll
-            log.exception("internal error while storing %s", feed.name)
-            reports.append(
-                FeedReport(feed.name, "failed", fetched.status, message=f"internal error: {exc!r}")
-            )
-        report = reports[-1]
-        log.log(
-            logging.WARNING if report.outcome == "failed" else logging.INFO,
-            "%s %s: %s",
-            feed.name,
-            report.outcome,
-            report.message,
-            extra={
-                "event": "feed",
-                "feed": feed.name,
-                "url": state.url,
-                "status": fetched.status,
-                "outcome": report.outcome,
-                "new": report.new,
-                "updated": report.updated,
-                "duration": round(fetched.elapsed, 3),
-            },
+    remaining = list(candidates)
+    while remaining:
+        renewed = datetime.now(UTC)
+        batch = store.claim(
+            remaining, owner, renewed, lease, forced=forced, limit=config.fetch.batch
         )
+        if not batch:
+            break
+        pending = [state.name for state in batch]
+        remaining = [name for name in remaining if name not in pending]
+        jobs = [(state, by_name[state.name].headers) for state in batch]
+        results = asyncio.run(fetch.fetch_all(jobs, fetch_config, fetched_one))
+        for state, fetched in zip(batch, results, strict=True):
+            keep_lease()
+            feed = by_name[state.name]
+            reports.append(_absorb_logged(config, store, feed, state, fetched, now, rng, owner))
+            pending.remove(state.name)
+    if forced:
+        for name in remaining:
+            message = "being polled by another daemon right now"
+            reports.append(FeedReport(name, "skipped", None, message=message))
+
+    if not store.try_publisher_lock():
+        log.info("another daemon publishes the output", extra={"event": "publish", "items": 0})
+        return CycleReport(tuple(reports), 0, ())
     items, written = publish_all(config, store, now)
     log.info(
         "published %d items",
@@ -119,6 +141,44 @@ def run_cycle(
         extra={"event": "publish", "items": len(items), "written": [p.name for p in written]},
     )
     return CycleReport(tuple(reports), len(items), tuple(written))
+
+
+def _absorb_logged(
+    config: Config,
+    store: Store,
+    feed: FeedConfig,
+    state: FeedState,
+    fetched: Fetched,
+    now: datetime,
+    rng: random.Random | None,
+    owner: str,
+) -> FeedReport:
+    """absorb(), with whatever goes wrong contained to this feed, and one log event."""
+    try:
+        report = absorb(config, store, feed, state, fetched, now, rng, owner)
+    except LeaseLost as exc:
+        report = FeedReport(feed.name, "skipped", fetched.status, message=str(exc))
+    except Exception as exc:  # a bug with one feed must not cost the others their poll
+        log.exception("internal error while storing %s", feed.name)
+        report = FeedReport(feed.name, "failed", fetched.status, message=f"internal error: {exc!r}")
+    log.log(
+        logging.WARNING if report.outcome == "failed" else logging.INFO,
+        "%s %s: %s",
+        feed.name,
+        report.outcome,
+        report.message,
+        extra={
+            "event": "feed",
+            "feed": feed.name,
+            "url": state.url,
+            "status": fetched.status,
+            "outcome": report.outcome,
+            "new": report.new,
+            "updated": report.updated,
+            "duration": round(fetched.elapsed, 3),
+        },
+    )
+    return report
 
 
 @dataclass(frozen=True)
@@ -130,6 +190,7 @@ class _Poll:
     feed: FeedConfig
     now: datetime
     rng: random.Random | None
+    owner: str | None
 
     def report(self, outcome: str, fetched: Fetched, message: str, **counts: int) -> FeedReport:
         return FeedReport(
@@ -181,7 +242,8 @@ class _Poll:
                     retry_until=fetched.retry_after,
                     rng=self.rng,
                 ),
-            )
+            ),
+            owner=self.owner,
         )
         return self.report("failed", fetched, message)
 
@@ -203,11 +265,13 @@ def absorb(
     fetched: Fetched,
     now: datetime,
     rng: random.Random | None = None,
+    owner: str | None = None,
 ) -> FeedReport:
-    """Turn one fetch result into stored state and entries."""
-    poll = _Poll(config, store, feed, now, rng)
+    """Turn one fetch result into stored state and entries, releasing the feed's lease."""
+    poll = _Poll(config, store, feed, now, rng, owner)
     polled, moved = schedule.follow_redirect(
-        replace(state, status=fetched.status, last_polled=now), fetched.permanent_redirect
+        replace(state, status=fetched.status, last_polled=now, lease_owner=None, lease_until=None),
+        fetched.permanent_redirect,
     )
 
     def note(message: str) -> str:
@@ -219,7 +283,9 @@ def absorb(
 
     body_hash = hashlib.sha256(fetched.body).hexdigest() if fetched.body is not None else None
     if fetched.not_modified or (body_hash is not None and body_hash == state.body_hash):
-        store.save_feed_state(poll.succeeded(polled, fetched, body_hash or state.body_hash))
+        store.save_feed_state(
+            poll.succeeded(polled, fetched, body_hash or state.body_hash), owner=owner
+        )
         if fetched.not_modified:
             return poll.report("not-modified", fetched, note("not modified"))
         return poll.report("unchanged", fetched, note("body unchanged"))
@@ -236,7 +302,7 @@ def absorb(
     except parse.ParseError as exc:
         return poll.failed(polled, fetched, note(str(exc)))
     ok = poll.succeeded(polled, fetched, body_hash, parsed.ttl)
-    result = store.store_entries(ok, fetched, parsed, now)
+    result = store.store_entries(ok, fetched, parsed, now, owner=owner)
     for warning in parsed.warnings:
         log.info("%s: %s", feed.name, warning)
     return poll.report(
@@ -252,30 +318,44 @@ def _host(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 
 
-def collect_items(config: Config, store: Store) -> list[PublishedItem]:
-    """The newest publishable stories, cut to their terms, newest first."""
+def collect_items(config: Config, store: Store) -> Iterator[PublishedItem]:
+    """Every publishable story cut to its terms, newest story first (the store's order).
+
+    Lazy, a page of clusters at a time: publishing reads only as far as its outputs need
+    (the merged feed, each channel, the archive's catch-up; see aggregator.site).
+    """
     allowed = {f.name: f for f in config.feeds if f.redistribution != "none"}
-    limit = config.output.limit
-    items: list[PublishedItem] = []
     offset = 0
-    while len(items) < limit:
-        batch = store.latest_clusters(list(allowed), limit, offset)
-        if not batch:
-            break
+    while batch := store.latest_clusters(list(allowed), config.output.limit, offset):
         offset += len(batch)
         for members in batch:
             item, reason = policy.build_item(members, allowed, config.output.language)
             if item is None:
                 log.debug("not published: %s (%s)", members[0].link or members[0].key, reason)
             else:
-                items.append(item)
-    items.sort(key=lambda i: (i.published, i.guid), reverse=True)
-    return items[:limit]
+                yield item
+
+
+def reload_items(config: Config, store: Store, guids: Sequence[str]) -> list[PublishedItem]:
+    """The published items of these story guids as the terms cut them now (archive pages)."""
+    allowed = {f.name: f for f in config.feeds if f.redistribution != "none"}
+    items = []
+    for guid in guids:
+        members = [m for m in store.find_entries(guid) if m.cluster_guid == guid]
+        item, _ = policy.build_item(members, allowed, config.output.language)
+        if item is not None:
+            items.append(item)
+    return items
 
 
 def publish_all(
     config: Config, store: Store, now: datetime
 ) -> tuple[Sequence[PublishedItem], list[Path]]:
-    items = collect_items(config, store)
-    written = publish.publish(items, config.output, config.output_dir, now)
-    return items, written
+    """Publish the site (merged feed, channels, archives, sources.opml), then tell the WebSub
+    hub, if one is configured, which feeds changed. Returns the merged feed's items."""
+    result = site.publish_site(
+        config, collect_items(config, store), lambda g: reload_items(config, store, g), now
+    )
+    if config.output.hub and result.changed_feeds:
+        websub.notify(config.output.hub, result.changed_feeds)
+    return result.items, result.written

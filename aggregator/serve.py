@@ -8,6 +8,10 @@ renames a new file into place, so a new inode means new bytes). Only regular, no
 files under the output directory are served: no listings, no `..`, no symlink escapes.
 `/healthz` answers 200 when the output exists (`serve`), or, inside the daemon, only while
 poll cycles keep succeeding on schedule (`Health`).
+
+The publisher's `_headers` file (Netlify / Cloudflare Pages syntax) is honoured for
+`X-Robots-Tag`: a file it lists gets that header, so crawlers skip republished copies even
+without a CDN in front. `_headers` itself is never served.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from aggregator.config import Config
+from aggregator.publish import HEADERS_FILE, url_path
 
 OUTPUT_FILES = ("feed.xml", "atom.xml", "feed.json", "index.html")
 MIN_MAX_AGE = 60
@@ -84,6 +89,37 @@ def choose_coding(accept_encoding: str) -> str:
     star = quality.get("*", 0.0)
     best = max(("br", "gzip"), key=lambda c: quality.get(c, star))
     return best if quality.get(best, star) > 0 else ""
+
+
+def robots_rules(text: str, base_path: str = "/") -> dict[str, str]:
+    """URL path (relative to the served folder) -> `X-Robots-Tag` value, from `_headers`.
+
+    Rules name paths of the public URLs (under `output.base_url`), so `base_path`, the path
+    the output is published at, is cut off to get the paths this server answers. A rule
+    ending in `*` covers every path it starts.
+    """
+    rules: dict[str, str] = {}
+    path: str | None = None
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not line[0].isspace():
+            path = line.strip()
+            if base_path != "/" and path.startswith(base_path):
+                path = "/" + path[len(base_path) :]
+            continue
+        name, sep, value = line.strip().partition(":")
+        if path is not None and sep and name.strip().lower() == "x-robots-tag":
+            rules[path] = value.strip()
+    return rules
+
+
+def robots_tag(rules: Mapping[str, str], url_path: str) -> str | None:
+    if (tag := rules.get(url_path)) is not None:
+        return tag
+    return next(
+        (v for p, v in rules.items() if p.endswith("*") and url_path.startswith(p[:-1])), None
+    )
 
 
 def not_modified(headers: Mapping[str, str], etag: str, mtime: float) -> bool:
@@ -150,11 +186,30 @@ class _Version:
 class OutputFiles:
     """Maps URL paths to files of the output directory and answers for them."""
 
-    def __init__(self, root: Path, max_age: int, health: Health | None = None) -> None:
+    def __init__(
+        self, root: Path, max_age: int, health: Health | None = None, base_path: str = "/"
+    ) -> None:
         self.root = root.resolve()
         self.cache_control = f"public, max-age={max_age}"
         self.health = health
+        self.base_path = base_path
         self._cache: dict[tuple[int, int, int, int], _Version] = {}
+        self._robots: tuple[tuple[int, int, int, int] | None, dict[str, str]] = (None, {})
+
+    def robots(self) -> dict[str, str]:
+        """The `_headers` rules, parsed again only when publish replaced the file."""
+        try:
+            st = (self.root / HEADERS_FILE).stat()
+        except OSError:
+            return {}
+        key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._robots[0] != key:
+            try:
+                text = (self.root / HEADERS_FILE).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                return {}
+            self._robots = (key, robots_rules(text, self.base_path))
+        return self._robots[1]
 
     def locate(self, url_path: str) -> Path | None:
         """The file a path names, or None: hidden names, `..`, `\\`, NUL never resolve."""
@@ -162,6 +217,8 @@ class OutputFiles:
         if parts and parts[-1] == "":
             parts[-1] = "index.html"
         if any(not p or p.startswith(".") or "\\" in p or "\0" in p for p in parts):
+            return None
+        if parts[-1:] == [HEADERS_FILE]:  # instructions for the server, not a document
             return None
         try:
             path = self.root.joinpath(*parts).resolve(strict=True)
@@ -208,6 +265,8 @@ class OutputFiles:
             "Cache-Control": self.cache_control,
             "Vary": "Accept-Encoding",
         }
+        if (tag := robots_tag(self.robots(), request.scope["path"])) is not None:
+            headers["X-Robots-Tag"] = tag
         if not_modified(request.headers, etag, version.mtime):
             return Response(status_code=304, headers=headers)
         body = version.body if body is None else body
@@ -231,8 +290,10 @@ class OutputFiles:
         return PlainTextResponse(text, status, headers={"Cache-Control": "no-store"})
 
 
-def create_app(root: Path, max_age: int, health: Health | None = None) -> Starlette:
-    files = OutputFiles(root, max_age, health)
+def create_app(
+    root: Path, max_age: int, health: Health | None = None, base_path: str = "/"
+) -> Starlette:
+    files = OutputFiles(root, max_age, health, base_path)
     methods = ["GET", "HEAD"]
     return Starlette(
         routes=[
@@ -251,7 +312,8 @@ class Server:
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind(address)
         self.socket.listen(2048)  # connections queue from now on, even before uvicorn runs
-        app = create_app(config.output_dir, max_age(config), health)
+        base_path = url_path(config.output, "")
+        app = create_app(config.output_dir, max_age(config), health, base_path)
         self._uvicorn = uvicorn.Server(
             uvicorn.Config(
                 app,

@@ -12,7 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -218,12 +218,31 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+class LeaseLost(Exception):
+    """Another daemon took this feed over (our lease expired); our results are discarded."""
+
+
+@dataclass(frozen=True)
+class Daemon:
+    id: str
+    hostname: str
+    pid: int
+    version: str
+    started: datetime
+    heartbeat: datetime
+    polled: int
+    publisher: bool
+    leases: int = 0
+
+
 class SchemaError(Exception):
     """The database's schema is not the one this version of the code was written for."""
 
 
-#: Serialises schema creation and migration between daemons starting together.
+#: PostgreSQL advisory lock keys: schema migration, story assignment, publishing.
 _MIGRATION_LOCK = 0x61677231
+_CLUSTER_LOCK = 0x61677232
+_PUBLISHER_LOCK = 0x61677233
 
 
 def _alembic_config(conn: Connection) -> AlembicConfig:
@@ -250,6 +269,8 @@ class Store:
         `migrate` (what `aggregator migrate` does) brings it there.
         """
         self.url = url
+        self._publisher_conn: Connection | None = None
+        self._publisher_held = False
         self.engine: Engine = sa.create_engine(_engine_url(url), **engine_kwargs)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -277,6 +298,9 @@ class Store:
             raise SchemaError(problem)
 
     def close(self) -> None:
+        if self._publisher_conn is not None:
+            self._publisher_conn.close()
+            self._publisher_conn = None
         self.engine.dispose()
 
     # -- feeds ---------------------------------------------------------------------------
@@ -297,16 +321,141 @@ class Store:
                 for row in conn.execute(query)
             }
 
-    def save_feed_state(self, state: FeedState, meta: ParsedFeed | None = None) -> None:
+    def save_feed_state(
+        self, state: FeedState, meta: ParsedFeed | None = None, *, owner: str | None = None
+    ) -> None:
+        """Write a feed's state; with `owner`, only while that daemon still holds the lease."""
         with self.engine.begin() as conn:
-            self._upsert_feed(conn, _feed_values(state, meta))
+            self._upsert_feed(conn, _feed_values(state, meta), owner)
 
-    def _upsert_feed(self, conn: Connection, values: dict[str, Any]) -> None:
-        exists = conn.execute(sa.select(feeds.c.name).where(feeds.c.name == values["name"])).first()
-        if exists:
-            conn.execute(feeds.update().where(feeds.c.name == values["name"]).values(values))
-        else:
-            conn.execute(feeds.insert().values(values))
+    def _upsert_feed(
+        self, conn: Connection, values: dict[str, Any], owner: str | None = None
+    ) -> None:
+        where = feeds.c.name == values["name"]
+        if owner is not None:
+            where &= feeds.c.lease_owner == owner
+        if conn.execute(feeds.update().where(where).values(values)).rowcount:
+            return
+        if owner is not None:
+            raise LeaseLost(f"{values['name']}: lease expired and was taken by another daemon")
+        try:
+            with conn.begin_nested():  # another daemon may register the same new feed
+                conn.execute(feeds.insert().values(values))
+        except sa.exc.IntegrityError:
+            conn.execute(feeds.update().where(where).values(values))
+
+    # -- leases and daemons (several daemons on one PostgreSQL) ---------------------------
+
+    def claim(
+        self,
+        names: Sequence[str],
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        *,
+        forced: bool,
+        limit: int,
+    ) -> list[FeedState]:
+        """Lease up to `limit` of these feeds that are due (any, when forced) and not leased.
+
+        PostgreSQL skips rows another daemon is claiming (FOR UPDATE SKIP LOCKED); the
+        conditional UPDATE is what makes a claim exclusive on every database.
+        """
+        free = sa.or_(feeds.c.lease_until.is_(None), feeds.c.lease_until < now)
+        query = (
+            sa.select(feeds.c.name)
+            .where(feeds.c.name.in_(list(names)), free, feeds.c.gone.is_(False))
+            .order_by(feeds.c.next_poll.is_not(None), feeds.c.next_poll, feeds.c.name)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        if not forced:
+            query = query.where(sa.or_(feeds.c.next_poll.is_(None), feeds.c.next_poll <= now))
+        with self.engine.begin() as conn:
+            candidates = list(conn.execute(query).scalars())
+            if not candidates:
+                return []
+            claimed = set(
+                conn.execute(
+                    feeds.update()
+                    .where(feeds.c.name.in_(candidates), free)
+                    .values(lease_owner=owner, lease_until=now + lease)
+                    .returning(feeds.c.name)
+                ).scalars()
+            )
+        states = self.feed_states(claimed)
+        return [states[name] for name in candidates if name in claimed]
+
+    def renew_leases(self, owner: str, names: Sequence[str], until: datetime) -> None:
+        """Keep the feeds of a batch in progress ours while it takes its time."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                feeds.update()
+                .where(feeds.c.name.in_(list(names)), feeds.c.lease_owner == owner)
+                .values(lease_until=until)
+            )
+
+    def heartbeat(self, daemon: Daemon) -> None:
+        values = {f.name: getattr(daemon, f.name) for f in fields(Daemon) if f.name != "leases"}
+        with self.engine.begin() as conn:
+            if not conn.execute(
+                daemons.update().where(daemons.c.id == daemon.id).values(values)
+            ).rowcount:
+                conn.execute(daemons.insert().values(values))
+
+    def release_leases(self) -> None:
+        """Drop every lease: only for a store no other process can be using (SQLite + lock)."""
+        with self.engine.begin() as conn:
+            conn.execute(feeds.update().values(lease_owner=None, lease_until=None))
+            conn.execute(daemons.delete())
+
+    def forget_daemon(self, daemon_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(daemons.delete().where(daemons.c.id == daemon_id))
+            conn.execute(
+                feeds.update()
+                .where(feeds.c.lease_owner == daemon_id)
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    def daemons(self, now: datetime) -> list[Daemon]:
+        leases = (
+            sa.select(feeds.c.lease_owner, sa.func.count())
+            .where(feeds.c.lease_until > now)
+            .group_by(feeds.c.lease_owner)
+        )
+        with self.engine.connect() as conn:
+            held = {owner: n for owner, n in conn.execute(leases)}
+            rows = conn.execute(sa.select(daemons).order_by(daemons.c.started))
+            return [Daemon(**row._mapping, leases=held.get(row.id, 0)) for row in rows]
+
+    def try_publisher_lock(self) -> bool:
+        """True while this process is the cluster's one publisher.
+
+        On PostgreSQL a session advisory lock held on a dedicated connection: if the
+        publisher dies, its session ends, the lock is free and the next daemon takes over.
+        SQLite has one daemon per store, so it always publishes.
+        """
+        if self.engine.dialect.name != "postgresql":
+            return True
+        if self._publisher_conn is None:
+            self._publisher_conn = self.engine.connect()
+        held = self._publisher_conn.execute(
+            sa.select(sa.func.pg_try_advisory_lock(_PUBLISHER_LOCK))
+        ).scalar()
+        self._publisher_conn.commit()
+        if held:
+            # The lock is re-entrant per session: keep exactly one level held.
+            if self._publisher_held:
+                self._publisher_conn.execute(sa.select(sa.func.pg_advisory_unlock(_PUBLISHER_LOCK)))
+                self._publisher_conn.commit()
+            self._publisher_held = True
+        return bool(held)
+
+    def cluster_lock(self, conn: Connection) -> None:
+        """Serialise story assignment across daemons (two daemons, one story, one item)."""
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CLUSTER_LOCK)))
 
     def host_throttles(self, now: datetime) -> dict[str, datetime]:
         """Hosts that asked us to wait, and until when."""
@@ -341,6 +490,8 @@ class Store:
         fetched: Fetched,
         parsed: ParsedFeed,
         now: datetime,
+        *,
+        owner: str | None = None,
     ) -> StoreResult:
         """Save a successful fetch and its entries atomically.
 
@@ -350,6 +501,8 @@ class Store:
         """
         new = updated = 0
         with self.engine.begin() as conn:
+            self._upsert_feed(conn, _feed_values(state, parsed), owner)
+            self.cluster_lock(conn)
             self._prune_near(conn, now)
             fingerprints = self._fingerprints(conn, state.name, parsed.entries, now)
             # Near matches never come from the same feed, so one lookup serves the batch.
@@ -362,7 +515,6 @@ class Store:
                 new += isinstance(outcome, tuple)
                 updated += outcome == "updated"
             self._record_placements(conn, placed, now)
-            self._upsert_feed(conn, _feed_values(state, parsed))
         return StoreResult(new=new, updated=updated)
 
     def _store_entry(

@@ -34,9 +34,9 @@ def test_corpus_is_deterministic_and_encodes_korean_as_euc_kr() -> None:
 
 def test_harness_writes_every_scenario_and_target(tmp_path: Path) -> None:
     out = tmp_path / "results"
+    tiny = ["--feeds", "5", "--entries", "5", "--runs", "1", "--no-variants", "--quiet"]
     done = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--feeds", "5", "--entries", "5", "--runs", "1"]
-        + ["--no-variants", "--quiet", "--out", str(out)],
+        [sys.executable, "-m", "bench.run", *tiny, "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -28,7 +28,7 @@ def write(tmp_path: Path, feeds: list[tuple[str, str]], extra: str = "") -> Path
 def status(cfg: Path) -> dict[str, dict[str, object]]:
     result = run_cli("status", "--json", "--config", str(cfg))
     assert result.returncode == 0, result.stderr
-    return {row["name"]: row for row in json.loads(result.stdout)}
+    return {row["name"]: row for row in json.loads(result.stdout)["feeds"]}
 
 
 def test_429_slows_only_its_own_host(tmp_path: Path, feed_server: FeedServer) -> None:

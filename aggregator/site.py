@@ -1,0 +1,270 @@
+"""The whole published site, from the newest-first stream of published items:
+
+    output/                 the merged feed of everything (feed.xml, atom.xml, feed.json,
+                            index.html), archive/ with its RFC 5005 pages
+    output/<channel>/       each channel, the same files, its own archive/
+    output/sources.opml     the providers (aggregator.opml)
+    output/_headers         X-Robots-Tag: noindex for every file holding such an item
+
+Each output reads the shared stream only as far as it needs (`archive.gather`); items are
+built once, whichever output reads them first. Write order keeps a crash harmless: archive
+pages, then the archive state, then the subscription feeds, then `_headers` - so a feed never
+links a page that does not exist, and a page written twice has the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+from aggregator import archive, channels, opml
+from aggregator.channels import ChannelConfig
+from aggregator.config import Config, OutputConfig
+from aggregator.models import PublishedItem
+from aggregator.publish import (
+    ARCHIVED,
+    FEED_FILES,
+    HEADERS_FILE,
+    OUTPUT_FILES,
+    Section,
+    archive_name,
+    headers_file,
+    public_url,
+    render,
+    render_archive_page,
+    url_path,
+    write_atomic,
+)
+
+#: A channel reads at most this many times its limit of the newest stories (at least
+#: MIN_DEPTH) once its rules are known; what it published before that lies deeper is
+#: remembered in its archive state.
+CHANNEL_DEPTH = 10
+MIN_DEPTH = 1000
+#: Loads the published items of these guids again (to rewrite an archive page).
+Reload = Callable[[Sequence[str]], list[PublishedItem]]
+
+
+@dataclass(frozen=True)
+class Result:
+    items: list[PublishedItem]  # the merged subscription feed's
+    written: list[Path]  # every file whose bytes changed
+    changed_feeds: list[str]  # public URLs of the feed documents among them (for WebSub)
+
+
+@dataclass(frozen=True)
+class _Output:
+    folder: str  # relative to output.dir, "" for the merged output
+    config: OutputConfig
+    rules: channels.Rules | None
+
+
+class _Replay:
+    """A stream that several readers can walk from the start; each item is pulled once."""
+
+    def __init__(self, stream: Iterable[PublishedItem]) -> None:
+        self._source = iter(stream)
+        self.seen: list[PublishedItem] = []
+
+    def __iter__(self) -> Iterator[PublishedItem]:
+        i = 0
+        while True:
+            if i == len(self.seen):
+                try:
+                    self.seen.append(next(self._source))
+                except StopIteration:
+                    return
+            yield self.seen[i]
+            i += 1
+
+
+def channel_output(output: OutputConfig, channel: ChannelConfig) -> OutputConfig:
+    """The channel as an output of its own, served from output.dir/<folder>/."""
+    home = public_url(output, channel.folder + "/")
+    title = channel.title or f"{output.title} - {channel.name}"
+    return output.model_copy(
+        update={
+            "title": title,
+            "description": channel.description or f"{title} ({output.title})",
+            "limit": channel.limit or output.limit,
+            "link": home,
+            "base_url": home if output.base_url else None,
+        }
+    )
+
+
+def outputs(config: Config) -> list[_Output]:
+    merged = [_Output("", config.output, None)]
+    return merged + [
+        _Output(c.folder, channel_output(config.output, c), channels.Rules.of(c))
+        for c in config.channels
+    ]
+
+
+def _sections(config: Config, here: str) -> list[Section]:
+    if not config.channels:
+        return []
+    up = "../" * (here.count("/") + 1) if here else ""
+    found = [Section(config.output.title, up or "./", not here)]
+    for channel in config.channels:
+        title = channel.title or channel.name
+        found.append(Section(title, f"{up}{channel.folder}/", channel.folder == here))
+    return found
+
+
+def publish_site(
+    config: Config, stream: Iterable[PublishedItem], reload: Reload, now: datetime
+) -> Result:
+    replay = _Replay(stream)
+    terms = {f.name: archive.terms_fingerprint(f) for f in config.feeds}
+    root = config.output_dir
+    written: list[Path] = []
+    changed: list[str] = []
+    noindex: list[str] = []
+    merged: list[PublishedItem] = []
+    for out in outputs(config):
+        out_dir = root / out.folder if out.folder else root
+        done = _publish_output(config, out, out_dir, replay, terms, reload, now)
+        written += done.written
+        changed += [
+            public_url(out.config, p.name)
+            for p in done.written
+            if p.parent == out_dir and p.name in FEED_FILES
+        ]
+        if any(i.noindex for i in done.items):
+            noindex += [url_path(out.config, name) for name in (*OUTPUT_FILES, "")]
+        noindex += [url_path(out.config, name) for name in done.noindex_pages]
+        if not out.folder:
+            merged = done.items
+    homes = {i.provider: i.provider_link for i in replay.seen if i.provider_link}
+    for name, data in (
+        (opml.SOURCES_FILE, opml.render_sources(config, homes)),
+        (HEADERS_FILE, headers_file(noindex)),
+    ):
+        if write_atomic(root / name, data):
+            written.append(root / name)
+    return Result(merged, written, changed)
+
+
+@dataclass(frozen=True)
+class _Done:
+    items: list[PublishedItem]  # the subscription feed's
+    written: list[Path]
+    noindex_pages: list[str]  # archive files holding an item that asks for noindex
+
+
+def _publish_output(
+    config: Config,
+    out: _Output,
+    out_dir: Path,
+    replay: _Replay,
+    terms: Mapping[str, str],
+    reload: Reload,
+    now: datetime,
+) -> _Done:
+    """One output: its archive pages, then its subscription documents."""
+    enabled, size, limit = config.output.archive, config.output.archive_page_size, out.config.limit
+    sections = _sections(config, out.folder)
+    state = archive.load(out_dir)
+    unarchived, rules = _unarchived(out, state, replay, terms, enabled)
+    if not enabled:
+        items = sorted(unarchived, key=archive.sort_key, reverse=True)[:limit]
+        if out.rules is not None:
+            archive.save(out_dir, replace(state, rules=rules, remembered=tuple(items)))
+        return _Done(items, _write(out_dir, render(items, out.config, now, sections=sections)), [])
+    plan = archive.plan(unarchived, limit, size)
+    docs: dict[str, bytes] = {}
+    pages = list(state.pages)
+    for i, page in enumerate(pages):  # a missing page, or one under changed terms
+        if archive.stale(page, terms) or not _exists(out_dir, page.ref):
+            again = sorted(reload(page.guids), key=archive.sort_key, reverse=True)
+            docs |= render_archive_page(again, out.config, page.number, _before(pages[:i]))
+            pages[i] = archive.page_of(page.number, again, terms, page.guids)
+    for chunk in plan.pages:
+        number = (pages[-1].number if pages else 0) + 1
+        docs |= render_archive_page(chunk, out.config, number, _before(pages))
+        pages.append(archive.page_of(number, chunk, terms, [i.guid for i in chunk]))
+    opened = None
+    if plan.open_page:
+        number = (pages[-1].number if pages else 0) + 1
+        name = archive.open_reference(number, plan.open_page, terms)
+        guids = [i.guid for i in plan.open_page]
+        opened = archive.page_of(number, plan.open_page, terms, guids, name)
+        if not _exists(out_dir, name):  # an open page, too, is written once per name
+            docs |= render_archive_page(plan.open_page, out.config, name, _before(pages))
+    written = _write(out_dir, docs)
+    gone = None
+    if _ref(opened) != _ref(state.open_page):
+        gone, new_state = state.replaced, replace(state, open_page=opened, replaced=state.open_page)
+    else:
+        new_state = replace(state, open_page=opened)
+    if out.rules is not None:
+        remembered = (*plan.feed, *plan.open_page)
+        new_state = replace(new_state, rules=rules, remembered=remembered)
+    new_state = replace(new_state, pages=tuple(pages))
+    if new_state != state:
+        archive.save(out_dir, new_state)  # hidden, not part of the published output
+    newest = opened.ref if opened else _before(pages)
+    written += _write(
+        out_dir, render(plan.feed, out.config, now, prev_archive=newest, sections=sections)
+    )
+    if gone is not None and gone.ref != newest:
+        for kind in ARCHIVED:
+            (out_dir / archive_name(kind, gone.ref)).unlink(missing_ok=True)
+    on_disk = [*new_state.pages, *(p for p in (opened, new_state.replaced) if p is not None)]
+    flagged = [archive_name(k, p.ref) for p in on_disk if p.noindex for k in ARCHIVED]
+    return _Done(plan.feed, written, flagged)
+
+
+def _unarchived(
+    out: _Output, state: archive.State, replay: _Replay, terms: Mapping[str, str], archiving: bool
+) -> tuple[list[PublishedItem], str | None]:
+    """The output's items not archived yet, and its rules' fingerprint (channels).
+
+    The merged output reads the stream as far as `archive.gather` needs. A channel whose
+    rules (and providers' terms) are unchanged since the last publish reads at most
+    `CHANNEL_DEPTH` x its limit stories, and keeps the items it published before that lie
+    deeper as it remembered them; a new or changed channel reads the whole store once.
+    """
+    archived = state.archived if archiving else frozenset()
+    limit = out.config.limit
+    if out.rules is None:
+        return archive.gather(replay, _everything, archived, limit, archiving)[0], None
+    selection = [sorted(out.rules.providers), sorted(out.rules.categories), out.rules.include]
+    rules = archive.rules_fingerprint((selection, out.rules.exclude, sorted(terms.items())))
+    known = state.rules == rules
+    depth = max(CHANNEL_DEPTH * limit, MIN_DEPTH) if known else None
+    found, read = archive.gather(replay, out.rules.keeps, archived, limit, archiving, depth)
+    if known:
+        seen = archived | {i.guid for i in replay.seen[:read]}
+        found += [i for i in state.remembered if i.guid not in seen]
+    return found, rules
+
+
+def _everything(_: PublishedItem) -> bool:
+    return True
+
+
+def _before(pages: Sequence[archive.Page]) -> int | None:
+    """The number of the newest complete page among `pages`, which the next one links."""
+    return pages[-1].number if pages else None
+
+
+def _ref(page: archive.Page | None) -> int | str | None:
+    return None if page is None else page.ref
+
+
+def _exists(out_dir: Path, ref: int | str) -> bool:
+    return all((out_dir / archive_name(kind, ref)).is_file() for kind in ARCHIVED)
+
+
+def _write(out_dir: Path, docs: Mapping[str, bytes]) -> list[Path]:
+    written = []
+    for name, data in docs.items():
+        path = out_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if write_atomic(path, data):
+            written.append(path)
+    return written
