@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
 
 from aggregator.models import FeedState, Fetched, ParsedEntry, ParsedFeed
 from aggregator.store import SchemaError, Store, schema_versions
@@ -154,3 +156,12 @@ def test_unknown_schema_version_is_refused(store: Store) -> None:
         conn.execute(sa.text("UPDATE alembic_version SET version_num = 'ffff'"))
     with pytest.raises(SchemaError, match="revision ffff is unknown"):
         Store(store.url)
+
+
+def test_schema_and_migrations_agree(store: Store) -> None:
+    """A table or column added without a migration would break `aggregator migrate`."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", "aggregator:migrations")
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        alembic_command.check(cfg)  # raises if the models differ from the migrations
