@@ -35,14 +35,8 @@ from typing import Any
 
 from aggregator import dedupe
 from aggregator.models import FeedState, Fetched, ParsedEntry, ParsedFeed
-from aggregator.store import (
-    Store,
-    clusters,
-    entries,
-    entry_matches,
-    feed_segments,
-    near_docs,
-)
+from aggregator.store import Store
+from aggregator.store.schema import clusters, entries, entry_matches, feed_segments, near_docs
 
 SIZES = (10_000, 100_000)
 FEEDS = 100

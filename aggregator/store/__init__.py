@@ -1,0 +1,340 @@
+"""Persistent state: feeds' HTTP/schedule state, entries, and story clusters.
+
+SQLAlchemy Core over SQLite (default, WAL) or PostgreSQL, with the same statements for
+both. Each feed's entries are written in one transaction, so a crash mid-poll leaves
+either all of that feed's new entries or none.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
+
+from aggregator import dedupe
+from aggregator.models import FeedState, Fetched, ParsedFeed, StoredItem
+from aggregator.store import stories
+from aggregator.store.coordination import MIGRATION_LOCK, Coordination, Daemon, LeaseLost
+from aggregator.store.schema import (
+    UTCDateTime,
+    clusters,
+    entries,
+    entry_matches,
+    feeds,
+    hosts,
+    metadata,
+)
+
+__all__ = [
+    "Daemon",
+    "LeaseLost",
+    "SchemaError",
+    "Store",
+    "StoreResult",
+    "UTCDateTime",
+    "metadata",
+]
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    new: int
+    updated: int
+
+
+def _engine_url(url: str) -> str:
+    # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=15000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class SchemaError(Exception):
+    """The database's schema is not the one this version of the code was written for."""
+
+
+def _alembic_config(conn: Connection) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", "aggregator:migrations")
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def schema_versions(conn: Connection) -> tuple[str | None, str]:
+    """(the database's revision, the newest revision this code knows)."""
+    head = ScriptDirectory.from_config(_alembic_config(conn)).get_current_head()
+    assert head is not None
+    return MigrationContext.configure(conn).get_current_revision(), head
+
+
+class Store(Coordination):
+    """The one way the pipeline reads and writes state."""
+
+    def __init__(self, url: str, *, migrate: bool = False, **engine_kwargs: Any) -> None:
+        """Open the store; an empty database gets the current schema (zero set-up).
+
+        An existing database must already be at this code's schema revision, unless
+        `migrate` (what `aggregator migrate` does) brings it there.
+        """
+        self.url = url
+        self._publisher_conn: Connection | None = None
+        self._publisher_held = False
+        self.engine: Engine = sa.create_engine(_engine_url(url), **engine_kwargs)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        problem = None
+        with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+            current, head = schema_versions(conn)
+            fresh = current is None and not sa.inspect(conn).has_table("feeds")
+            if migrate or fresh:
+                alembic_command.upgrade(_alembic_config(conn), "head")
+            elif current != head:
+                script = ScriptDirectory.from_config(_alembic_config(conn))
+                known = {rev.revision for rev in script.walk_revisions()}
+                problem = (
+                    f"the database schema is at revision {current}, this version needs "
+                    f"{head}: run `aggregator migrate` first"
+                    if current in known
+                    else f"the database schema revision {current or '(none)'} is unknown to "
+                    f"this version (newest known: {head}); use the aggregator version that "
+                    "created it, or a newer one"
+                )
+        if problem:
+            self.engine.dispose()
+            raise SchemaError(problem)
+
+    def close(self) -> None:
+        if self._publisher_conn is not None:
+            self._publisher_conn.close()
+            self._publisher_conn = None
+        self.engine.dispose()
+
+    # -- feeds ---------------------------------------------------------------------------
+
+    def feed_states(self, names: Iterable[str] | None = None) -> dict[str, FeedState]:
+        query = sa.select(feeds)
+        if names is not None:
+            query = query.where(feeds.c.name.in_(list(names)))
+        counts = sa.select(entries.c.feed_name, sa.func.count()).group_by(entries.c.feed_name)
+        state_fields = {f.name for f in fields(FeedState)}
+        with self.engine.connect() as conn:
+            n = {name: count for name, count in conn.execute(counts)}
+            return {
+                row.name: FeedState(
+                    **{k: v for k, v in row._mapping.items() if k in state_fields},
+                    entries=n.get(row.name, 0),
+                )
+                for row in conn.execute(query)
+            }
+
+    def save_feed_state(
+        self, state: FeedState, meta: ParsedFeed | None = None, *, owner: str | None = None
+    ) -> None:
+        """Write a feed's state; with `owner`, only while that daemon still holds the lease."""
+        with self.engine.begin() as conn:
+            self._upsert_feed(conn, _feed_values(state, meta), owner)
+
+    def _upsert_feed(
+        self, conn: Connection, values: dict[str, Any], owner: str | None = None
+    ) -> None:
+        where = feeds.c.name == values["name"]
+        if owner is not None:
+            where &= feeds.c.lease_owner == owner
+        if conn.execute(feeds.update().where(where).values(values)).rowcount:
+            return
+        if owner is not None:
+            raise LeaseLost(f"{values['name']}: lease expired and was taken by another daemon")
+        try:
+            with conn.begin_nested():  # another daemon may register the same new feed
+                conn.execute(feeds.insert().values(values))
+        except sa.exc.IntegrityError:
+            conn.execute(feeds.update().where(where).values(values))
+
+    def host_throttles(self, now: datetime) -> dict[str, datetime]:
+        """Hosts that asked us to wait, and until when."""
+        query = sa.select(hosts.c.host, hosts.c.retry_until).where(hosts.c.retry_until > now)
+        with self.engine.connect() as conn:
+            return {row.host: row.retry_until for row in conn.execute(query)}
+
+    def throttle_host(self, host: str, until: datetime, reason: str) -> None:
+        with self.engine.begin() as conn:
+            updated = conn.execute(
+                hosts.update().where(hosts.c.host == host).values(retry_until=until, reason=reason)
+            ).rowcount
+            if not updated:
+                conn.execute(hosts.insert().values(host=host, retry_until=until, reason=reason))
+
+    def recent_dates(self, feed_name: str, limit: int = 10) -> list[datetime]:
+        """The feed's latest entry dates, newest first, to estimate how often it publishes."""
+        query = (
+            sa.select(entries.c.sort_date)
+            .where(entries.c.feed_name == feed_name)
+            .order_by(entries.c.sort_date.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [row.sort_date for row in conn.execute(query)]
+
+    # -- entries -------------------------------------------------------------------------
+
+    def store_entries(
+        self,
+        state: FeedState,
+        fetched: Fetched,
+        parsed: ParsedFeed,
+        now: datetime,
+        *,
+        owner: str | None = None,
+    ) -> StoreResult:
+        """Save a successful fetch and its entries atomically.
+
+        Unchanged entries cost no write; a new entry joins the cluster of any stored entry
+        with the same normalised link, global guid or main text, or of a recent entry of
+        another feed whose main text is nearly the same (dedupe), else founds its own.
+        """
+        new = updated = 0
+        with self.engine.begin() as conn:
+            self._upsert_feed(conn, _feed_values(state, parsed), owner)
+            self.cluster_lock(conn)
+            stories.prune_near(conn, now)
+            prints = stories.fingerprints(conn, state.name, parsed.entries, now)
+            # Near matches never come from the same feed, so one lookup serves the batch.
+            near = stories.near_matches(conn, state.name, prints)
+            placed: list[tuple[int, dedupe.Match, dedupe.Fingerprint | None]] = []
+            for entry in parsed.entries:
+                outcome = stories.store_entry(
+                    conn, state.name, entry, now, near.pop(entry.key, None)
+                )
+                if isinstance(outcome, tuple):
+                    placed.append((*outcome, prints.get(entry.key)))
+                new += isinstance(outcome, tuple)
+                updated += outcome == "updated"
+            stories.record_placements(conn, placed, now)
+        return StoreResult(new=new, updated=updated)
+
+    def match_reasons(self, entry_ids: Sequence[int]) -> dict[int, dedupe.Match]:
+        """Why each entry is in its story (rule, score, matched entry), for `explain`."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(entry_matches).where(entry_matches.c.entry_id.in_(list(entry_ids)))
+            )
+            return {r.entry_id: dedupe.Match(r.rule, r.score, r.other_id) for r in rows}
+
+    # -- reading for publish -------------------------------------------------------------
+
+    def latest_clusters(
+        self, feed_names: Sequence[str], limit: int, offset: int = 0
+    ) -> list[list[StoredItem]]:
+        """Clusters with a member from `feed_names`, newest story first, members loaded."""
+        if not feed_names:
+            return []
+        story_date = sa.func.min(entries.c.sort_date).label("story_date")
+        top = (
+            sa.select(entries.c.cluster_id, story_date)
+            .where(entries.c.feed_name.in_(list(feed_names)))
+            .group_by(entries.c.cluster_id)
+            .order_by(story_date.desc(), entries.c.cluster_id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.engine.connect() as conn:
+            ids = [row.cluster_id for row in conn.execute(top)]
+            if not ids:
+                return []
+            query = _members_query().where(entries.c.cluster_id.in_(ids))
+            members: dict[int, list[StoredItem]] = {i: [] for i in ids}
+            for row in conn.execute(query):
+                members[row.cluster_id].append(_stored_item(row._mapping))
+        return [members[i] for i in ids]
+
+    def find_entries(self, needle: str) -> list[StoredItem]:
+        """Entries whose guid, link or published guid is `needle` (for `explain`)."""
+        norm = dedupe.normalize_url(needle)
+        with self.engine.connect() as conn:
+            cluster_ids = [
+                row[0]
+                for row in conn.execute(
+                    sa.select(entries.c.cluster_id)
+                    .join(clusters, clusters.c.id == entries.c.cluster_id)
+                    .where(
+                        sa.or_(
+                            entries.c.guid == needle,
+                            entries.c.link == needle,
+                            entries.c.norm_link == norm,
+                            clusters.c.guid == needle,
+                        )
+                    )
+                )
+            ]
+        found: list[StoredItem] = []
+        for cid in dict.fromkeys(cluster_ids):
+            found.extend(self._cluster_members(cid))
+        return found
+
+    def _cluster_members(self, cluster_id: int) -> list[StoredItem]:
+        query = _members_query().where(entries.c.cluster_id == cluster_id)
+        with self.engine.connect() as conn:
+            return [_stored_item(row._mapping) for row in conn.execute(query)]
+
+
+def _feed_values(state: FeedState, meta: ParsedFeed | None) -> dict[str, Any]:
+    values = {f.name: getattr(state, f.name) for f in fields(FeedState) if f.name != "entries"}
+    if meta is not None:
+        values |= {
+            "title": meta.title,
+            "link": meta.link,
+            "language": meta.language,
+            "rights": meta.rights,
+            "license": meta.license,
+            "author": meta.author,
+            "ttl": meta.ttl,
+        }
+    return values
+
+
+def _members_query() -> sa.Select[Any]:
+    """Entries with their story guid and provider facts, as policy needs them."""
+    return (
+        sa.select(
+            entries,
+            clusters.c.guid.label("cluster_guid"),
+            feeds.c.url.label("feed_url"),
+            feeds.c.title.label("feed_title"),
+            feeds.c.link.label("feed_link"),
+            feeds.c.rights.label("feed_rights"),
+            feeds.c.license.label("feed_license"),
+            feeds.c.author.label("feed_author"),
+        )
+        .join(clusters, clusters.c.id == entries.c.cluster_id)
+        .join(feeds, feeds.c.name == entries.c.feed_name)
+        .order_by(entries.c.id)
+    )
+
+
+_ITEM_FIELDS = {f.name for f in fields(StoredItem)}
+
+
+def _stored_item(row: Any) -> StoredItem:
+    values = {k: v for k, v in row.items() if k in _ITEM_FIELDS}
+    values["categories"] = tuple(json.loads(row["categories"] or "[]"))
+    return StoredItem(**values)
