@@ -15,7 +15,7 @@ import socket
 import sys
 import unicodedata
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,14 +112,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         publisher=False,
     )
 
-    def cycle() -> None:
+    def cycle(stopping: Callable[[], bool]) -> None:
         nonlocal me
         now = datetime.now(UTC)
         me = replace(me, heartbeat=now)
         store.heartbeat(me)
         # Daemons that missed three ticks count as dead when sharing per-host limits.
         alive = [d for d in store.daemons(now) if now - d.heartbeat < 3 * cfg.schedule.tick]
-        report = pipeline.run_cycle(cfg, store, forced=False, owner=me.id, daemons=len(alive))
+        report = pipeline.run_cycle(
+            cfg, store, forced=False, owner=me.id, daemons=len(alive), stopping=stopping
+        )
         polled = sum(r.outcome != "skipped" for r in report.feeds)
         me = replace(me, polled=me.polled + polled, publisher=store.try_publisher_lock())
         store.heartbeat(me)

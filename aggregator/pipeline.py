@@ -60,13 +60,15 @@ def run_cycle(
     progress: Callable[[int, int], object] | None = None,
     owner: str | None = None,
     daemons: int = 1,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> CycleReport:
     """Poll the due feeds (all of them when `forced`, bar gone/throttled ones), then publish.
 
     Feeds are leased in batches of `fetch.batch` under `owner`, so several daemons on one
     PostgreSQL database never poll the same feed at once; `daemons` (how many are alive)
-    divides the per-host limit so it holds cluster-wide. `progress(done, total)` is called
-    as fetches complete (for a terminal progress bar).
+    divides the per-host limit so it holds cluster-wide. `stopping()` is asked before each
+    batch (a stopping daemon takes no new work). `progress(done, total)` is called as
+    fetches complete (for a terminal progress bar).
     """
     now = now or datetime.now(UTC)
     owner = owner or f"poll-{uuid.uuid4().hex[:12]}"
@@ -110,7 +112,7 @@ def run_cycle(
             progress(done, total)
 
     remaining = list(candidates)
-    while remaining:
+    while remaining and not stopping():
         renewed = datetime.now(UTC)
         batch = store.claim(
             remaining, owner, renewed, lease, forced=forced, limit=config.fetch.batch

@@ -147,10 +147,15 @@ class DaemonLock:
             self._file = None
 
 
-def run_daemon(config: Config, cycle: Callable[[], object], on_stop: Callable[[], object]) -> None:
-    """Call `cycle` every `schedule.tick` until SIGTERM/SIGINT, then `on_stop` once.
+def run_daemon(
+    config: Config,
+    cycle: Callable[[Callable[[], bool]], object],
+    on_stop: Callable[[], object],
+) -> None:
+    """Call `cycle(stopping)` every `schedule.tick` until SIGTERM/SIGINT, then `on_stop` once.
 
-    Each cycle polls only the feeds that are due, so the tick is just how often we look.
+    Each cycle polls only the feeds that are due, so the tick is just how often we look. A
+    cycle asks `stopping()` between batches, so a stop waits for one batch at most.
     """
     scheduler = BlockingScheduler(timezone=UTC)
     stopping = threading.Event()
@@ -159,7 +164,7 @@ def run_daemon(config: Config, cycle: Callable[[], object], on_stop: Callable[[]
         if stopping.is_set():
             return
         try:
-            cycle()
+            cycle(stopping.is_set)
         except Exception:  # the daemon must outlive any one bad cycle
             log.exception("poll cycle failed; will try again at the next tick")
 
@@ -178,7 +183,7 @@ def run_daemon(config: Config, cycle: Callable[[], object], on_stop: Callable[[]
             "received %s, finishing the current cycle and stopping", signal.Signals(signum).name
         )
         stopping.set()
-        # wait=True lets a cycle in flight finish; fetch timeouts bound how long that takes.
+        # wait=True lets the batch in flight finish; fetch timeouts bound how long that takes.
         scheduler.shutdown(wait=True)
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}

@@ -37,6 +37,10 @@ class FeedServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.log: list[Request] = []
+        self.in_flight: dict[str, int] = {}  # by Host header: requests being answered now
+        self.max_in_flight: dict[str, int] = {}
+        self.max_total_in_flight = 0
+        self._lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,6 +50,22 @@ class FeedServer:
                 pass
 
             def do_GET(self) -> None:
+                host = self.headers.get("Host", "")
+                with server._lock:
+                    server.in_flight[host] = server.in_flight.get(host, 0) + 1
+                    server.max_in_flight[host] = max(
+                        server.max_in_flight.get(host, 0), server.in_flight[host]
+                    )
+                    server.max_total_in_flight = max(
+                        server.max_total_in_flight, sum(server.in_flight.values())
+                    )
+                try:
+                    self._answer()
+                finally:
+                    with server._lock:
+                        server.in_flight[host] -= 1
+
+            def _answer(self) -> None:
                 route = server.routes.get(self.path.split("?")[0])
                 status, headers, body = server._answer(route, self.headers)
                 if route is not None and route.delay:

@@ -83,3 +83,30 @@ def test_daemon_polls_on_schedule_and_stops_on_sigterm(
     assert "Traceback" not in err
     assert "stopped" in err
     assert "Making SQLite &amp; WAL work for you" in (tmp_path / "out" / "feed.xml").read_text()
+
+
+def test_sigterm_stops_between_batches(tmp_path: Path, feed_server: FeedServer) -> None:
+    """A stopping daemon finishes the batch in flight, takes no new work, publishes, exits 0."""
+    feeds = ""
+    for i in range(40):
+        feed_server.routes[f"/f{i}.xml"] = Route(
+            (DATA / "e2e" / "partner.xml").read_bytes().replace(b"/news/", f"/n{i}/".encode()),
+            delay=1.0,
+        )
+        feeds += f"  - name: f{i}\n    url: {feed_server.url(f'/f{i}.xml')}\n"
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(
+        "output: {dir: out, link: 'https://news.example.org/'}\n"
+        "fetch: {batch: 4, per_host: 2}\n"
+        f"feeds:\n{feeds}",
+        encoding="utf-8",
+    )
+    daemon = start_daemon(cfg, "--no-serve")
+    assert wait_for(lambda: len(feed_server.log) >= 1)
+    started = time.monotonic()
+    daemon.send_signal(signal.SIGTERM)
+    _out, err = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, err
+    assert time.monotonic() - started < 6  # one batch (4 feeds, 2 at a time, 1 s each)
+    assert len(feed_server.log) <= 8  # far from all 40: no new batches after the signal
+    assert (tmp_path / "out" / "feed.xml").exists()  # and the output was published

@@ -121,3 +121,19 @@ def test_block_private_networks_refuses_loopback(feed_server: FeedServer) -> Non
     assert "non-public address 127.0.0.1" in result.error
     assert feed_server.requests("/f") == []  # nothing reached the server
     assert fetch(feed_server, "/f").ok  # off by default
+
+
+def test_per_host_and_global_concurrency_limits(feed_server: FeedServer) -> None:
+    feed_server.routes["/f"] = Route(body=b"<rss/>", delay=0.3)
+    jobs = [
+        (FeedState(name=f"{host}{i}", url=feed_server.url(f"/f?{i}", host=host)), {})
+        for host in ("127.0.0.1", "localhost")
+        for i in range(6)
+    ]
+    results = asyncio.run(fetch_all(jobs, FetchConfig(per_host=2, concurrency=32)))
+    assert all(r.ok for r in results)
+    assert sorted(feed_server.max_in_flight.values()) == [2, 2]  # never more per host
+    assert feed_server.max_total_in_flight == 4
+    feed_server.max_total_in_flight = 0
+    asyncio.run(fetch_all(jobs, FetchConfig(per_host=8, concurrency=3)))
+    assert feed_server.max_total_in_flight == 3  # the global cap holds across hosts
