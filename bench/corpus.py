@@ -15,6 +15,7 @@ fixed-size feed window does). A few feeds are slow (they answer after a delay) o
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import random
 from collections.abc import Sequence
@@ -23,6 +24,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from functools import lru_cache
 from xml.sax.saxutils import escape, quoteattr
+
+from bench import text
 
 #: Entry dates count back from here (a fixed past instant: no entry is ever in the future).
 BASE_TIME = datetime(2025, 10, 16, 9, 0, tzinfo=UTC)
@@ -85,53 +88,14 @@ class Document:
     last_modified: str | None = None
 
 
-# --- vocabulary (every Korean word is in KS X 1001, so strict EUC-KR can encode it) ----------
-
-_KO_OUTLETS = ("한길뉴스", "디지털경제", "IT조선일보", "서울데일리", "과학신문", "산업일보")
-_KO_OUTLETS += ("미래경제", "중앙통신", "테크플러스", "지역신문", "국제뉴스", "금융타임스")
-_EN_OUTLETS = ("Daily Tech", "Harbor Herald", "Metro Ledger", "Science Wire", "Market Post")
-_EN_OUTLETS += ("Planet Python", "Open Source Weekly", "Valley Times")
-_KO_NAMES = ("김유미", "이정훈", "박서연", "최민준", "정하늘", "강지원", "조현우", "윤소희")
-_KO_NAMES += ("장민호", "임수진", "한지민", "오세훈", "서지수", "신동욱", "권나래", "황보람")
-_EN_NAMES = ("Alice Park", "Brian Lee", "Carmen Diaz", "David Kim", "Emma Stone", "Farid Khan")
-_EN_NAMES += ("Grace Liu", "Henry Ford", "Irene Cho", "Jamal Reed", "Kate Moss", "Liam Walsh")
-_KO_SUBJECTS = ("정부는", "과학기술정보통신부는", "서울시는", "한국은행은", "삼성전자는")
-_KO_SUBJECTS += ("업계 관계자는", "전문가들은", "국회는", "연구진은", "소비자단체는", "금융위원회는")
-_KO_OBJECTS = ("반도체 수출 실적을", "인공지능 규제안을", "데이터센터 전력 수급 계획을")
-_KO_OBJECTS += ("부동산 대책을", "기준금리 동결 방침을", "청년 일자리 지원 사업을")
-_KO_OBJECTS += ("전기차 보조금 개편안을", "개인정보 보호 지침을", "원격의료 시범사업을")
-_KO_OBJECTS += ("탄소중립 추진 계획을", "중소기업 수출 지원책을", "소프트웨어 인재 양성안을")
-_KO_WHEN = ("올해 하반기부터", "지난달", "다음 주", "내년 초까지", "이번 분기에", "16일")
-_KO_WHEN += ("오는 12월", "연말까지", "최근")
-_KO_VERBS = ("발표했다", "검토하고 있다고 밝혔다", "추진한다고 설명했다", "확대할 계획이다")
-_KO_VERBS += ("공개했다", "논의할 예정이다", "점검했다", "강조했다")
-_KO_TAILS = (
-    "이에 따라 관련 업계의 관심이 높아지고 있다.",
-    "시장에서는 이번 조치가 투자 심리에 긍정적인 영향을 줄 것으로 보고 있다.",
-    "다만 일부에서는 실효성에 대한 우려도 나온다.",
-    "관계자는 \"현장의 목소리를 충분히 반영하겠다\"고 말했다.",
-    "전년 같은 기간과 비교하면 {n}% 늘어난 수치다.",
-    "총 사업비는 {m}억 원 규모로 알려졌다.",
-    "업계는 후속 대책이 나올 때까지 상황을 지켜볼 방침이다.",
+_KO_OUTLETS = (
+    *("한길뉴스", "디지털경제", "IT조선일보", "서울데일리", "과학신문", "산업일보"),
+    *("미래경제", "중앙통신", "테크플러스", "지역신문", "국제뉴스", "금융타임스"),
 )
-_EN_SUBJECTS = ("The ministry", "City officials", "The central bank", "Researchers")
-_EN_SUBJECTS += ("Industry analysts", "Lawmakers", "The company", "Consumer groups")
-_EN_OBJECTS = ("a new chip export plan", "rules for artificial intelligence")
-_EN_OBJECTS += ("a data-centre power budget", "a housing package", "a rate decision")
-_EN_OBJECTS += ("a youth jobs programme", "electric-vehicle subsidies", "privacy guidelines")
-_EN_VERBS = ("announced", "are reviewing", "unveiled", "plan to expand", "criticised")
-_EN_VERBS += ("will debate", "defended")
-_EN_WHEN = ("on Thursday", "last month", "next week", "by early next year", "this quarter")
-_EN_TAILS = (
-    "Markets reacted calmly to the news.",
-    "Critics say the measure does not go far enough.",
-    'A spokesperson said the plan would "listen to people on the ground".',
-    "That is {n}% more than a year earlier.",
-    "The programme is expected to cost {m} million dollars.",
-    "Further details are expected later this year.",
+_EN_OUTLETS = (
+    *("Daily Tech", "Harbor Herald", "Metro Ledger", "Science Wire", "Market Post"),
+    *("Planet Python", "Open Source Weekly", "Valley Times"),
 )
-_KO_CATEGORIES = ("정치", "경제", "사회", "IT·과학", "국제", "문화")
-_EN_CATEGORIES = ("Politics", "Business", "Tech", "World", "Science", "Culture")
 
 _CC = {
     "cc-by": "https://creativecommons.org/licenses/by/4.0/",
@@ -149,8 +113,10 @@ _RIGHTS: dict[str, tuple[str | None, str | None]] = {
     "cc-by-nd": (None, None),
     "none": (None, None),
 }
-_KO_RIGHTS = (("ko-notice", 45), ("ko-notice2", 15), ("cc-by", 12), ("kogl1", 5))
-_KO_RIGHTS += (("cc-by-nd", 5), ("none", 18))
+_KO_RIGHTS = (
+    *(("ko-notice", 45), ("ko-notice2", 15), ("cc-by", 12)),
+    *(("kogl1", 5), ("cc-by-nd", 5), ("none", 18)),
+)
 _EN_RIGHTS = (("en-notice", 45), ("cc-by", 20), ("cc-by-sa", 10), ("none", 25))
 
 
@@ -213,65 +179,6 @@ class Entry:
     html: str
 
 
-def _ko_sentence(rng: random.Random) -> str:
-    sentence = (
-        f"{rng.choice(_KO_SUBJECTS)} {rng.choice(_KO_WHEN)} "
-        f"{rng.choice(_KO_OBJECTS)} {rng.choice(_KO_VERBS)}."
-    )
-    if rng.random() < 0.6:
-        tail = rng.choice(_KO_TAILS).format(n=rng.randint(2, 95), m=rng.randint(10, 9000))
-        sentence += " " + tail
-    return sentence
-
-
-def _en_sentence(rng: random.Random) -> str:
-    sentence = (
-        f"{rng.choice(_EN_SUBJECTS)} {rng.choice(_EN_VERBS)} {rng.choice(_EN_OBJECTS)} "
-        f"{rng.choice(_EN_WHEN)}."
-    )
-    if rng.random() < 0.6:
-        tail = rng.choice(_EN_TAILS).format(n=rng.randint(2, 95), m=rng.randint(10, 9000))
-        sentence += " " + tail
-    return sentence
-
-
-def _article(rng: random.Random, lang: str, idxno: int, author: str, notice: str | None) -> str:
-    """An article of 1-4 KB (UTF-8 bytes) of HTML, with what portals really put in one."""
-    sentence = _ko_sentence if lang == "ko" else _en_sentence
-    target = rng.randint(1000, 4000)
-    parts: list[str] = []
-    size = 0
-    if rng.random() < 0.5:
-        caption = "자료 사진" if lang == "ko" else "File photo"
-        parts.append(
-            f'<figure><img src="/photo/{idxno}_1.jpg" alt="{caption}" width="640">'
-            f"<figcaption>{caption}</figcaption></figure>"
-        )
-    if rng.random() < 0.15:
-        parts.append(f'<script type="text/javascript">track("{idxno}");</script>')
-    if rng.random() < 0.1:
-        parts.append('<iframe src="https://www.youtube.com/embed/dQw4w9WgXcQ"></iframe>')
-    first = True
-    while size < target:
-        text = " ".join(sentence(rng) for _ in range(rng.randint(2, 4)))
-        if first:
-            head, _, rest = text.partition(" ")
-            text = f"<strong>{head}</strong> {rest}"
-            first = False
-        style = ' style="font-size:15px" onclick="ga()"' if rng.random() < 0.1 else ""
-        if rng.random() < 0.2:
-            label = "관련기사" if lang == "ko" else "Related"
-            text += f' <a href="/news/articleView.html?idxno={idxno - 1}">{label}</a>'
-        para = f"<p{style}>{text}</p>"
-        parts.append(para)
-        size += len(para.encode("utf-8"))
-    byline = f"{author} 기자" if lang == "ko" else f"By {author}"
-    parts.append(f"<p>{byline} (reporter{idxno % 97}@example.org)</p>")
-    if notice:
-        parts.append(f"<p>{notice}</p>")
-    return "\n".join(parts)
-
-
 # A slot names one entry of one feed: (feed index, generation, number). Generation 0 slots are
 # the initial window (0 = newest); generation g >= 1 slots are the entries added by churn.
 Slot = tuple[int, int, int]
@@ -324,39 +231,50 @@ class Corpus:
             return BASE_TIME + timedelta(minutes=generation * 30 + number * 5 + index % 5)
         return BASE_TIME - timedelta(minutes=number * 47 + (index * 7) % 45)
 
-    def _story(self, slot: Slot) -> tuple[str, str, str, str]:
-        """(title, html, author, category) of the story first published in `slot`."""
+    @lru_cache(maxsize=4096)  # noqa: B019 - reprints ask for the same stories again
+    def _story(self, slot: Slot) -> text.Story:
+        """The story first published in `slot`, as its provider wrote it."""
         plan = self.plans[slot[0]]
         rng = random.Random(f"{self.spec.seed}:story:{slot}")
-        n = rng.randint(2, 95)
-        if plan.lang == "ko":
-            author = rng.choice(_KO_NAMES)
-            subject = rng.choice(_KO_SUBJECTS)[:-1]
-            obj = rng.choice(_KO_OBJECTS)[:-1]
-            title = f"{subject}, {obj} {rng.choice(_KO_VERBS)[:2]}…{n}% 증가"
-            category = rng.choice(_KO_CATEGORIES)
-        else:
-            author = rng.choice(_EN_NAMES)
-            title = f"{rng.choice(_EN_SUBJECTS)} {rng.choice(_EN_VERBS)} {rng.choice(_EN_OBJECTS)}"
-            title += f" as costs rise {n}%"
-            category = rng.choice(_EN_CATEGORIES)
-        notice = _RIGHTS[plan.rights][1]
-        return title, _article(rng, plan.lang, self._idxno(slot), author, notice), author, category
+        return text.story(rng, plan.lang, self._idxno(slot), plan.name.rsplit(" ", 1)[0])
 
     def entry(self, slot: Slot) -> Entry:
-        index, generation, number = slot
+        """One entry as feed `slot[0]` carries it; about 8% reprint another feed's story:
+        the same link with tracking parameters, a verbatim copy under the reprinter's own
+        link, or an edited copy (last paragraph cut, headline marked, own byline)."""
+        index, generation, _ = slot
         plan = self.plans[index]
         own_link = self._link(slot)
-        source, link = slot, own_link
+        link = own_link
         rng = random.Random(f"{self.spec.seed}:entry:{slot}")
-        peers = [i for i in self._by_lang[plan.lang] if i < index]
-        if generation == 0 and peers and rng.random() < 0.08:  # a reprint of another story
+        peers = self._by_lang[plan.lang]
+        peers = peers[: bisect.bisect_left(peers, index)]
+        notice = _RIGHTS[plan.rights][1]
+        idxno = self._idxno(slot)
+        if generation == 0 and peers and rng.random() < 0.08:
             source = (rng.choice(peers), 0, rng.randrange(self.spec.entries))
-            if rng.random() < 0.5:  # same article link with tracking parameters
+            story = self._story(source)
+            kind = rng.randrange(3)
+            if kind == 0:  # the same article, linked with tracking parameters
                 link = f"{self._link(source)}&utm_source=rss&utm_medium=feed{index}"
-        title, html, author, category = self._story(source)
-        guid = str(self._idxno(slot)) if plan.numeric_guid else own_link
-        return Entry(title, link, guid, author, category, self._date(slot), html)
+                body = [*story.paragraphs, *text.footer(plan.lang, story.author, idxno, notice)]
+                title = story.title
+            elif kind == 1:  # a verbatim copy, the original's footer included
+                source_plan = self.plans[source[0]]
+                source_notice = _RIGHTS[source_plan.rights][1]
+                footer = text.footer(plan.lang, story.author, self._idxno(source), source_notice)
+                body, title = [*story.paragraphs, *footer], story.title
+            else:  # an edited copy
+                kept = story.paragraphs[:-1] if len(story.paragraphs) > 2 else story.paragraphs
+                body = [*kept, *text.footer(plan.lang, story.author, idxno, notice)]
+                title = ("[종합] " if plan.lang == "ko" else "UPDATE: ") + story.title
+        else:
+            story = self._story(slot)
+            body = [*story.paragraphs, *text.footer(plan.lang, story.author, idxno, notice)]
+            title = story.title
+        guid = str(idxno) if plan.numeric_guid else own_link
+        html = "\n".join(body)
+        return Entry(title, link, guid, story.author, story.category, self._date(slot), html)
 
     def render(self, index: int, generation: int) -> Document:
         """The farm's answer for feed `index` at `generation`."""
@@ -472,7 +390,7 @@ def _atom(plan: FeedPlan, entries: Sequence[Entry]) -> str:
             "<entry>",
             f"<title>{escape(e.title)}</title>",
             f"<id>{escape(entry_id)}</id>",
-            f"<link rel=\"alternate\" href={quoteattr(e.link)}/>",
+            f'<link rel="alternate" href={quoteattr(e.link)}/>',
             f"<published>{stamp}</published>",
             f"<updated>{stamp}</updated>",
             f"<author><name>{escape(e.author)}</name></author>",

@@ -135,9 +135,9 @@ class _Connection(asyncio.Protocol):
                 if len(self.buffer) > 65536:
                     self.transport.close()
                 return
-            head = self.buffer[:end].decode("latin-1")
+            request = self.buffer[:end].decode("latin-1")
             self.buffer = self.buffer[end + 4 :]
-            request_line, *lines = head.split("\r\n")
+            request_line, *lines = request.split("\r\n")
             try:
                 _method, target, version = request_line.split(" ", 2)
             except ValueError:

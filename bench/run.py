@@ -1,4 +1,4 @@
-"""The benchmark, one command: `python -m bench.run` (about 6-8 minutes on 2 cores).
+"""The benchmark, one command: `python -m bench.run` (under 10 minutes on 2 cores).
 
 Starts the provider farm (bench.farm) in its own process on 127.0.0.1, then runs every
 scenario, each run in a fresh process (bench.worker) so peak RSS is the scenario's own:
@@ -9,6 +9,11 @@ scenario, each run in a fresh process (bench.worker) so peak RSS is the scenario
                   publish x runs (output.limit 10000 from the cold store)
                   fetch only (diagnostic: how fast the aggregator's HTTP client is)
     farm -> generation 1:  churn cycle x runs (copy of the cold store, 10% of feeds changed)
+    farm -> generation 0:  parser floor with feedparser options off (diagnostic)
+
+A time budget (--budget, 570 s) keeps the run under 10 minutes as long as one cold cycle and its
+baselines fit in it: a scenario's later runs are dropped, and the results say so, when they
+would overrun it; the first run of every scenario, and runs of 15 s or less, always happen.
 
 Baselines run on the same bytes from the same farm, interleaved with the cold cycles so that
 noise on the machine hits both sides of each ratio. The farm stands in for N different
@@ -16,18 +21,21 @@ providers on one host, so the aggregator's per-host limit is raised to its globa
 (fetch.per_host = fetch.concurrency), as it would be with N real hosts.
 
 Results: bench/results/latest.json (everything, every run) and bench/results/latest.md (the
-table the README quotes). `--profile` adds one cold cycle under cProfile and its hotspots.
+table the README quotes). `--profile` adds a cold cycle and a publish under cProfile, with
+their hotspots (outside the budget: expect about twice the time).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from dataclasses import asdict
@@ -43,6 +51,10 @@ from bench.farm import Farm
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 WORKER_TIMEOUT = 900
+#: Seconds kept for what follows the cold loop (warm, publish, churn) at defaults.
+TAIL_RESERVE = 150
+#: Runs that took at most this many seconds are always repeated (a few seconds over budget).
+CHEAP = 15.0
 
 
 class WorkerError(RuntimeError):
@@ -57,7 +69,7 @@ def _worker(args: list[str], log: Path, source: Path) -> dict[str, Any]:
         capture_output=True,
         text=True,
         timeout=WORKER_TIMEOUT,
-        cwd=ROOT,
+        cwd=source.parent,  # not ROOT: `-m` puts the cwd first on sys.path
         env=env,
     )
     with log.open("a", encoding="utf-8") as f:
@@ -91,15 +103,25 @@ def _config(
     return path
 
 
-def _snapshot_sources(work: Path) -> tuple[Path, str]:
-    """A copy of aggregator/ as it is now, so every run measures the same code even while
-    the tree is being edited; returns its folder and a short hash of its files."""
+def _snapshot_sources(work: Path, revision: str) -> tuple[Path, str]:
+    """A copy of aggregator/ (the work tree's, or a git revision's), so every run measures the
+    same code even while the tree is being edited; returns its folder and a hash of its files."""
     source = work / "src"
-    shutil.copytree(
-        ROOT / "aggregator",
-        source / "aggregator",
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-    )
+    if revision == "tree":
+        shutil.copytree(
+            ROOT / "aggregator",
+            source / "aggregator",
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
+    else:  # `git archive` only reads the repository
+        tar = subprocess.run(
+            ["git", "archive", "--format=tar", revision, "aggregator"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
+        with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+            archive.extractall(source, filter="data")
     digest = hashlib.sha256()
     for path in sorted((source / "aggregator").rglob("*")):
         if path.is_file():
@@ -119,11 +141,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     corpus = Corpus(spec)
     work = Path(tempfile.mkdtemp(prefix="aggregator-bench-"))
     log = work / "workers.log"
-    source, source_hash = _snapshot_sources(work)
+    source, source_hash = _snapshot_sources(work, args.source)
     runs: dict[str, list[dict[str, Any]]] = {}
     skipped: dict[str, str] = {}
     diagnostics: dict[str, str] = {}
-    profile: dict[str, Any] | None = None
+    notes: list[str] = []
+    profile: dict[str, Any] = {}
     peer = "reader" if find_spec("reader") else None
     if args.no_peer:
         skipped["reader"] = "--no-peer"
@@ -136,8 +159,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.quiet:
             print(f"[{time.monotonic() - started:6.1f}s] {text}", flush=True)
 
+    last: dict[str, float] = {}  # seconds the latest run of each scenario took, all told
+
+    def room(key: str, r: int, reserve: float) -> bool:
+        """Does run `r` of `key` fit in the budget, keeping `reserve` s for what follows?"""
+        took = last.get(key, 0.0)
+        if r == 0 or took <= CHEAP or time.monotonic() - started + took <= args.budget - reserve:
+            return True
+        notes.append(
+            f"{key}: {r} of {args.runs} runs, to stay within the {args.budget:.0f} s budget"
+            " (--budget)"
+        )
+        note(notes[-1])
+        return False
+
     def measure(key: str, worker_args: list[str]) -> dict[str, Any]:
+        began = time.monotonic()
         result = _worker(worker_args, log, source)
+        last[key] = time.monotonic() - began
         runs.setdefault(key, []).append(result)
         note(f"{key}: {result['wall']:.2f} s, {result['rss_mb']:.0f} MB, {result['detail']}")
         return result
@@ -151,6 +190,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             (work / "every.json").write_text(json.dumps(every))
             cold_home = work / "cold"
             for r in range(args.runs):
+                if not room("cold cycle and baselines", r, TAIL_RESERVE):
+                    break
+                lap_started = time.monotonic()
                 shutil.rmtree(cold_home, ignore_errors=True)
                 measure("cold", ["cycle", "--config", str(_config(corpus, farm, cold_home))])
                 measure("parser_floor", ["floor", "--urls", str(work / "healthy.json")])
@@ -161,16 +203,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     db.unlink(missing_ok=True)
                 if "naive" not in skipped and r == 0:  # a reference point, not a target
                     measure("naive", ["naive", "--urls", str(work / "every.json")])
+                last["cold cycle and baselines"] = time.monotonic() - lap_started
             for r in range(args.runs):
+                if not room("warm", r, 90):
+                    break
                 home = work / f"warm-{r}"
                 _copy_home(cold_home, home)
                 measure("warm", ["cycle", "--config", str(_config(corpus, farm, home))])
                 shutil.rmtree(home)
             publish_home = work / "publish"
             _copy_home(cold_home, publish_home)
-            for _ in range(args.runs):
+            config = _config(corpus, farm, publish_home, limit=args.publish_items)
+            for r in range(args.runs):
+                if not room("publish", r, 45):
+                    break
                 shutil.rmtree(publish_home / "output", ignore_errors=True)
-                config = _config(corpus, farm, publish_home, limit=args.publish_items)
                 measure("publish", ["publish", "--config", str(config)])
             fetched = measure("fetch_only", ["fetch", "--config", str(config)])
             diagnostics["aggregator fetch_all, cold (concurrency 32)"] = (
@@ -178,7 +225,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"{fetched['detail']['requests_per_s']} feeds/s, "
                 f"{fetched['detail']['bytes'] / 1e6:.1f} MB"
             )
-            if not args.no_variants:
+            farm.set_generation(1)
+            for r in range(args.runs):
+                if not room("churn", r, 30):
+                    break
+                home = work / f"churn-{r}"
+                _copy_home(cold_home, home)
+                measure("churn", ["cycle", "--config", str(_config(corpus, farm, home))])
+                shutil.rmtree(home)
+            farm.set_generation(0)
+            floor_time = runs["parser_floor"][-1]["wall"]
+            if args.no_variants:
+                pass
+            elif time.monotonic() - started + 1.7 * floor_time > args.budget:
+                notes.append("parser-floor option variants skipped (time budget)")
+            else:
                 for label, options in (
                     ("sanitize_html=False", ["sanitize_html=false"]),
                     (
@@ -191,13 +252,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     result = _worker(["floor", "--urls", urls, *opts], log, source)
                     diagnostics[f"parser floor with {label}"] = f"{result['wall']:.2f} s"
                     note(f"floor {label}: {result['wall']:.2f} s")
-            farm.set_generation(1)
-            for r in range(args.runs):
-                home = work / f"churn-{r}"
-                _copy_home(cold_home, home)
-                measure("churn", ["cycle", "--config", str(_config(corpus, farm, home))])
-                shutil.rmtree(home)
-            farm.set_generation(0)
             if args.profile:
                 home = work / "profile"
                 prof = work / "cold-cycle.prof"
@@ -206,8 +260,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     log,
                     source,
                 )
-                profile = result["detail"].pop("hotspots")
+                profile = {"cold cycle": result["detail"].pop("hotspots")}
                 note(f"profiled cold cycle: {result['wall']:.2f} s under cProfile -> {prof}")
+                config = _config(corpus, farm, home, limit=args.publish_items)
+                prof = work / "publish.prof"
+                result = _worker(
+                    ["publish", "--config", str(config), "--profile", str(prof)], log, source
+                )
+                profile["publish"] = result["detail"].pop("hotspots")
+                note(f"profiled publish: {result['wall']:.2f} s under cProfile -> {prof}")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -219,7 +280,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     data: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": report.machine(),
-        "aggregator_sources": source_hash,
+        "aggregator_sources": f"{args.source} {source_hash}",
         "spec": asdict(spec),
         "farm": {
             "megabytes": sum(sizes) / 1e6,
@@ -238,6 +299,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "scenarios": scenarios,
         "diagnostics": diagnostics,
+        "notes": notes,
         "profile": profile,
         "workdir": str(work) if args.keep else None,
     }
@@ -266,11 +328,22 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="100 feeds x 20 entries, 1 run (about a minute)"
     )
     parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument(
+        "--source",
+        default="tree",
+        help="aggregator code to measure: 'tree' (the work tree, default) or a git revision",
+    )
     parser.add_argument("--publish-items", type=int, default=10000, help="output.limit (10000)")
     parser.add_argument("--no-peer", action="store_true", help="skip the reader peer")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive loop")
     parser.add_argument("--no-variants", action="store_true", help="skip floor option variants")
     parser.add_argument("--profile", action="store_true", help="profile one more cold cycle")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=570,
+        help="seconds; later cold-cycle runs are dropped when they would overrun (570)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--quiet", action="store_true")

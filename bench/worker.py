@@ -16,6 +16,7 @@ this process and of its largest child, and scenario details for sanity checks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import logging
@@ -59,7 +60,8 @@ def _hotspots(profile_path: Path, limit: int = 25) -> dict[str, list[dict[str, A
 
     stats = pstats.Stats(str(profile_path))
     rows = []
-    for (filename, line, func), (cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+    table = stats.stats  # type: ignore[attr-defined]
+    for (filename, line, func), (_cc, nc, tt, ct, _callers) in table.items():
         where = filename
         for marker in ("site-packages/", "/aggregator/", "/lib/python3.11/"):
             if marker in filename:
@@ -80,24 +82,35 @@ def _hotspots(profile_path: Path, limit: int = 25) -> dict[str, list[dict[str, A
     }
 
 
+def _profiler(path: str | None) -> contextlib.AbstractContextManager[Any]:
+    """cProfile around the measured call when a dump path is given, else nothing."""
+    if not path:
+        return contextlib.nullcontext()
+    import cProfile
+
+    return cProfile.Profile()
+
+
+def _with_hotspots(
+    result: dict[str, Any], profiler: contextlib.AbstractContextManager[Any], path: str | None
+) -> dict[str, Any]:
+    if path and hasattr(profiler, "dump_stats"):
+        profiler.dump_stats(path)
+        result["detail"]["hotspots"] = _hotspots(Path(path))
+    return result
+
+
 def cycle(args: argparse.Namespace) -> dict[str, Any]:
     from aggregator import config, pipeline
     from aggregator.store import Store
 
     cfg = config.load(Path(args.config))
     store = Store(cfg.store_url)
-    profiler = None
-    if args.profile:
-        import cProfile
-
-        profiler = cProfile.Profile()
+    profiler = _profiler(args.profile)
 
     def work() -> Detail:
-        if profiler is not None:
-            profiler.enable()
-        report = pipeline.run_cycle(cfg, store, forced=True)
-        if profiler is not None:
-            profiler.disable()
+        with profiler:
+            report = pipeline.run_cycle(cfg, store, forced=True)
         return {
             "outcomes": dict(Counter(r.outcome for r in report.feeds)),
             "new": sum(r.new for r in report.feeds),
@@ -110,10 +123,7 @@ def cycle(args: argparse.Namespace) -> dict[str, Any]:
         result = _measure(work)
     finally:
         store.close()
-    if profiler is not None:
-        profiler.dump_stats(args.profile)
-        result["detail"]["hotspots"] = _hotspots(Path(args.profile))
-    return result
+    return _with_hotspots(result, profiler, args.profile)
 
 
 def publish(args: argparse.Namespace) -> dict[str, Any]:
@@ -124,18 +134,25 @@ def publish(args: argparse.Namespace) -> dict[str, Any]:
 
     cfg = config.load(Path(args.config))
     store = Store(cfg.store_url)
+    profiler = _profiler(args.profile)
 
     def work() -> Detail:
-        items, written = pipeline.publish_all(cfg, store, datetime.now(UTC))
+        with profiler:
+            items, written = pipeline.publish_all(cfg, store, datetime.now(UTC))
+        sizes = {p.name: p.stat().st_size for p in written}
+        largest = sorted(sizes, key=sizes.__getitem__, reverse=True)[:4]
         return {
             "items": len(items),
-            "files": {p.name: p.stat().st_size for p in written},
+            "files": len(sizes),
+            "megabytes": round(sum(sizes.values()) / 1e6, 1),
+            "largest": {name: sizes[name] for name in largest},
         }
 
     try:
-        return _measure(work)
+        result = _measure(work)
     finally:
         store.close()
+    return _with_hotspots(result, profiler, args.profile)
 
 
 def fetch(args: argparse.Namespace) -> dict[str, Any]:
@@ -244,8 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("cycle", "publish", "fetch"):
         p = sub.add_parser(name)
         p.add_argument("--config", required=True)
-        if name == "cycle":
-            p.add_argument("--profile", help="write a cProfile dump of the cycle here")
+        if name != "fetch":
+            p.add_argument("--profile", help="write a cProfile dump of the measured call here")
     for name in ("floor", "naive", "reader"):
         p = sub.add_parser(name)
         p.add_argument("--urls", required=True, help="JSON list of feed URLs")
