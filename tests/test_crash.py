@@ -67,10 +67,12 @@ def test_sigkill_loses_nothing(tmp_path: Path, feed_server: FeedServer) -> None:
             counts[f] += 3
             feed_server.routes[f"/f{f}.xml"] = Route(rss(f, counts[f]))
         daemon = start_daemon(cfg, "--no-serve")
-        assert wait_for(lambda: db.exists())
-        time.sleep(rng.uniform(0.3, 1.5))
-        daemon.send_signal(signal.SIGKILL)
-        daemon.wait(timeout=10)
+        try:
+            assert wait_for(lambda: db.exists())
+            time.sleep(rng.uniform(0.3, 1.5))
+        finally:
+            daemon.send_signal(signal.SIGKILL)
+            daemon.wait(timeout=10)
         now = stored(db)
         assert now >= seen, "entries lost after kill -9"
         seen = now
@@ -78,9 +80,11 @@ def test_sigkill_loses_nothing(tmp_path: Path, feed_server: FeedServer) -> None:
     # A clean run afterwards catches up with everything the providers published.
     daemon = start_daemon(cfg, "--no-serve")
     total = sum(counts.values())
-    assert wait_for(lambda: stored(db) == total, timeout=60), (stored(db), total)
-    daemon.send_signal(signal.SIGTERM)
-    daemon.wait(timeout=30)
+    try:
+        assert wait_for(lambda: stored(db) == total, timeout=60), (stored(db), total)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=30)
     assert daemon.returncode == 0
     outputs_whole(out)
     assert len(ET.parse(out / "feed.xml").getroot().findall("./channel/item")) == total

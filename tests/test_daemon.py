@@ -102,10 +102,12 @@ def test_sigterm_stops_between_batches(tmp_path: Path, feed_server: FeedServer) 
         encoding="utf-8",
     )
     daemon = start_daemon(cfg, "--no-serve")
-    assert wait_for(lambda: len(feed_server.log) >= 1)
-    started = time.monotonic()
-    daemon.send_signal(signal.SIGTERM)
-    _out, err = daemon.communicate(timeout=30)
+    try:
+        assert wait_for(lambda: len(feed_server.log) >= 1)
+    finally:
+        started = time.monotonic()
+        daemon.send_signal(signal.SIGTERM)
+        _out, err = daemon.communicate(timeout=30)
     assert daemon.returncode == 0, err
     assert time.monotonic() - started < 6  # one batch (4 feeds, 2 at a time, 1 s each)
     assert len(feed_server.log) <= 8  # far from all 40: no new batches after the signal
