@@ -13,6 +13,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import run_cli
 from tests.feedserver import FeedServer, Route
@@ -83,9 +84,16 @@ def test_three_daemons_fetch_each_feed_once_and_publish_each_story_once(
     cfg = setup(tmp_path, feed_server, pg_url, slow=set())
     daemons = [start_daemon(cfg, "--no-serve") for _ in range(3)]
     try:
-        assert wait_for(lambda: len(fetch_counts(feed_server)) == FEEDS, timeout=90)
+        assert wait_for(lambda: len(fetch_counts(feed_server)) == FEEDS, timeout=180)
+
+        def cluster() -> list[dict[str, Any]]:
+            out = run_cli("status", "--json", "--config", str(cfg)).stdout
+            return list(json.loads(out)["daemons"])
+
+        # A daemon counts its feeds when its cycle (store + publish) is over.
+        assert wait_for(lambda: sum(d["feeds_polled"] for d in cluster()) >= FEEDS, 180)
         time.sleep(2)  # any double poll would show up now
-        status = json.loads(run_cli("status", "--json", "--config", str(cfg)).stdout)
+        status = {"daemons": cluster()}
         assert len(status["daemons"]) == 3
         assert sum(d["publisher"] for d in status["daemons"]) <= 1
         assert sum(d["feeds_polled"] for d in status["daemons"]) == FEEDS
@@ -116,7 +124,7 @@ def test_killed_daemon_leases_expire_and_others_finish_its_feeds(
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=10)
         killed_at = time.monotonic()
-        assert wait_for(lambda: len(fetch_counts(feed_server)) == FEEDS, timeout=120)
+        assert wait_for(lambda: len(fetch_counts(feed_server)) == FEEDS, timeout=180)
         time.sleep(2)
         taken_over_after = time.monotonic() - killed_at
     finally:
