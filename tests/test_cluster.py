@@ -19,7 +19,7 @@ from tests.conftest import run_cli
 from tests.feedserver import FeedServer, Route
 from tests.test_daemon import start_daemon, wait_for
 
-FEEDS = 150
+FEEDS = 200
 SHARED = 10  # feeds 0..9 also carry story "shared-i" that feed i+10 carries too
 
 
@@ -134,5 +134,37 @@ def test_killed_daemon_leases_expire_and_others_finish_its_feeds(
     # Only feeds the victim had leased (at most one batch) may have been fetched twice.
     assert sum(n - 1 for n in counts.values()) <= 10, counts.most_common(12)
     assert taken_over_after >= 0
+    links = published_links(cfg)
+    assert len(links) == len(set(links)) == expected_stories()
+
+
+def test_publisher_failover_is_automatic(
+    tmp_path: Path, feed_server: FeedServer, pg_url: str
+) -> None:
+    cfg = setup(tmp_path, feed_server, pg_url, slow=set())
+    daemons = [start_daemon(cfg, "--no-serve") for _ in range(3)]
+
+    def publisher_pid() -> int | None:
+        out = run_cli("status", "--json", "--config", str(cfg)).stdout
+        alive = [d for d in json.loads(out)["daemons"] if d["publisher"]]
+        return int(alive[0]["pid"]) if len(alive) == 1 else None
+
+    try:
+        assert wait_for(lambda: publisher_pid() is not None, timeout=120)
+        first = publisher_pid()
+        victim = next(d for d in daemons if d.pid == first)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+
+        # The killed publisher's row stays (it could not say goodbye) but is marked by a stale
+        # heartbeat; another daemon must take the lock and say so in its own row.
+        def taken_over() -> bool:
+            out = run_cli("status", "--json", "--config", str(cfg)).stdout
+            return any(d["publisher"] and d["pid"] != first for d in json.loads(out)["daemons"])
+
+        assert wait_for(taken_over, timeout=60)
+        assert wait_for(lambda: (cfg.parent / "out" / "feed.xml").exists(), timeout=60)
+    finally:
+        stop(daemons)
     links = published_links(cfg)
     assert len(links) == len(set(links)) == expected_stories()
