@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -165,3 +166,22 @@ def test_schema_and_migrations_agree(store: Store) -> None:
     with store.engine.begin() as conn:
         cfg.attributes["connection"] = conn
         alembic_command.check(cfg)  # raises if the models differ from the migrations
+
+
+def test_unchanged_entries_cost_no_entry_writes(store: Store) -> None:
+    """A changed feed body whose entries are all the same writes only the feed's own state."""
+    batch = [entry(str(i), summary_html=f"<p>{'본문 ' * 30} story {i}</p>") for i in range(5)]
+    save(store, "a", *batch)
+    writes: list[str] = []
+
+    def record(conn: object, cursor: Any, statement: str, *args: object) -> None:
+        changed = statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
+        if changed and cursor.rowcount:  # rows actually written
+            writes.append(statement.split("(")[0].split(" SET")[0].strip())
+
+    sa.event.listen(store.engine, "after_cursor_execute", record)
+    try:
+        assert save(store, "a", *batch) == (0, 0)
+    finally:
+        sa.event.remove(store.engine, "after_cursor_execute", record)
+    assert writes and all(w.split()[-1].strip('"') == "feeds" for w in writes), writes
