@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from html import escape
 from string import Formatter
 from urllib.parse import urlsplit
@@ -38,6 +39,7 @@ class _Candidate:
     author: str
 
 
+@lru_cache(maxsize=4096)  # providers' home pages recur in every item
 def _http(url: str | None) -> str | None:
     url = (url or "").strip()
     parts = urlsplit(url)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from aggregator.policy.rights import NOT_ARTICLE, lines
+from aggregator.policy.rights import _FOOTER, NOT_ARTICLE, lines, maybe_rights
 
 _TRAILING_JUNK = re.compile(r"[\s<\[(〈《【/|·\-–—,:=]+$")
 _SENTENCE_END = re.compile(r"(?:[.!?。])[\"'”’」』)\]]*(?=\s|$)")
@@ -36,6 +36,8 @@ def strip_images(html: str) -> str:
 
 def _drop_footer(line: str) -> str:
     """Cut a line at the provider's credit footer or rights notice, which are not article text."""
+    if not (maybe_rights(line) or _FOOTER.search(line)):
+        return line
     starts = [m.start() for p in NOT_ARTICLE if (m := p.search(line))]
     return _TRAILING_JUNK.sub("", line[: min(starts)]) if starts else line
 
