@@ -80,8 +80,10 @@ def run_cycle(
     for feed in config.feeds:
         previous = stored.get(feed.name)
         state = schedule.initial_state(feed, previous)
-        if state != previous:  # a new feed, or its URL changed in the config
-            store.save_feed_state(state)
+        if previous is None:
+            store.register_feed(state)
+        elif state != previous:  # its URL changed in the config
+            store.reset_feed(state)
         reason = schedule.skip_reason(state, now, throttled.get(_host(state.url)))
         if reason:
             reports.append(FeedReport(feed.name, "skipped", state.status, message=reason))

@@ -1,6 +1,8 @@
 """Scale-out benchmark: 1, 2 and 3 `aggregator run` daemons sharing one PostgreSQL database.
 
-    python -m bench.cluster_bench [--feeds 300 --entries 20 --runs 3]
+    python -m bench.cluster_bench [--feeds 300 --entries 5 --runs 3]
+
+(about 5 minutes on 2 cores; with `--entries 20` one measurement takes 1.5-3.5 minutes)
 
 The provider farm (bench.farm) serves N generated feeds on 127.0.0.1 from its own process.
 For each run and each daemon count k (interleaved: 1, 2, 3, 1, 2, 3, ... so that noise on the
@@ -24,7 +26,8 @@ farm) and each daemon's peak RSS (VmHWM). Every fetch is logged by the daemon th
 and whether any feed was fetched twice.
 
 Results: a Markdown table on stdout and in bench/results/cluster.md. A time budget
-(--budget, default 330 s) drops later runs, and says so, when they would overrun it.
+(--budget, default 330 s) drops later runs, and says so, when they would overrun it. Exit code 1
+when any feed was fetched twice, 3 when PostgreSQL is unreachable.
 """
 
 from __future__ import annotations
@@ -41,13 +44,13 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
 import psycopg
+from psycopg.rows import TupleRow
 
 from bench.corpus import Corpus, FarmSpec
 from bench.farm import Farm
@@ -75,12 +78,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot, all cores."""
+def machine_busy() -> float:
+    """Busy CPU seconds of the whole machine since boot, all cores."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = values[3] + values[4]  # idle + iowait
     total = sum(values[:8])  # guest time is already counted in user
-    return (total - idle) / CLK_TCK, total / CLK_TCK
+    return (total - idle) / CLK_TCK
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -107,6 +110,23 @@ def machine_info() -> str:
         f"{model}, {os.cpu_count()} cores, {mem:.1f} GB, Python {platform.python_version()}"
         f" ({platform.platform()})"
     )
+
+
+def code_revision() -> str:
+    """The aggregator code measured: HEAD, and whether aggregator/ differs from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "aggregator"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown (no git)"
+    return f"{head or 'unknown'}{' with uncommitted changes in aggregator/' if dirty else ''}"
 
 
 def load_average() -> float:
@@ -192,6 +212,7 @@ class Measurement:
     entries: int
     polled: list[int]  # fetches per daemon
     fetched_twice: int
+    doubles: list[str]  # what each feed fetched twice went through
     lock_held: float
     lock_foreign: float
     lock_waiting: float
@@ -200,6 +221,22 @@ class Measurement:
     cpu_postgres: float
     cpu_farm: float
     rss_mb: list[float] = field(default_factory=list)
+    tables: dict[str, tuple[int, int]] = field(default_factory=dict)  # rows, bytes
+
+
+def table_sizes(conn: psycopg.Connection[TupleRow], schema: str) -> dict[str, tuple[int, int]]:
+    """Every table of the schema: (rows, bytes on disk with its indexes and TOAST)."""
+    rows = conn.execute(
+        "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname <> 'alembic_version'",
+        (schema,),
+    ).fetchall()
+    sizes: dict[str, tuple[int, int]] = {}
+    for name, size in rows:
+        count = conn.execute(f'SELECT count(*) FROM {schema}."{name}"').fetchone()
+        sizes[name] = (count[0] if count else 0, size)
+    return sizes
 
 
 def write_config(home: Path, url: str, corpus: Corpus, farm: Farm, batch: int) -> Path:
@@ -227,11 +264,11 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def fetch_log(paths: list[Path]) -> tuple[list[int], Counter[str]]:
-    """(fetches per daemon, fetches per feed) from the daemons' JSON logs."""
+def fetch_log(paths: list[Path]) -> tuple[list[int], dict[str, list[str]]]:
+    """(fetches per daemon, for every feed its fetches as "daemon i at TIME: outcome")."""
     per_daemon: list[int] = []
-    per_feed: Counter[str] = Counter()
-    for path in paths:
+    per_feed: dict[str, list[str]] = {}
+    for i, path in enumerate(paths):
         n = 0
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
@@ -240,7 +277,8 @@ def fetch_log(paths: list[Path]) -> tuple[list[int], Counter[str]]:
                 continue
             if isinstance(record, dict) and record.get("event") == "feed":
                 n += 1
-                per_feed[str(record.get("feed"))] += 1
+                what = f"daemon {i} at {record.get('time')}: {record.get('outcome')}"
+                per_feed.setdefault(str(record.get("feed")), []).append(what)
         per_daemon.append(n)
     return per_daemon, per_feed
 
@@ -271,7 +309,7 @@ def measure(
             raise RuntimeError(f"aggregator migrate failed: {migrated.stderr.strip()}")
         sampler = LockSampler(pg, application)
         sampler.start()
-        busy0, total0 = machine_busy()
+        busy0 = machine_busy()
         farm0 = cpu_seconds(farm_pid)
         started = time.monotonic()
         for i in range(k):
@@ -302,7 +340,7 @@ def measure(
                     raise RuntimeError(f"a daemon exited early with code {dead[0]} (see {home})")
                 if now > WAIT_LIMIT:
                     raise RuntimeError(f"feeds not all polled after {WAIT_LIMIT:.0f} s")
-            busy1, total1 = machine_busy()
+            busy1 = machine_busy()
             sampler.stop()
             cpu_daemons = sum(cpu_seconds(d.pid) for d in daemons)
             cpu_postgres = sum(cpu_seconds(pid) for pid in sampler.backends)
@@ -311,6 +349,7 @@ def measure(
             rss = [peak_rss_mb(d.pid) for d in daemons]
             entries_row = conn.execute(f"SELECT count(*) FROM {schema}.entries").fetchone()
             feeds_row = conn.execute(f"SELECT count(*) FROM {schema}.feeds").fetchone()
+            tables = table_sizes(conn, schema)
     finally:
         for d in daemons:
             if d.poll() is None:
@@ -321,8 +360,8 @@ def measure(
             except subprocess.TimeoutExpired:
                 d.kill()
                 d.wait()
-        for log in logs:
-            log.close()
+        for stream in logs:
+            stream.close()
         with psycopg.connect(libpq(pg), autocommit=True) as admin:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
     polled, per_feed = fetch_log([home / f"daemon{i}.log" for i in range(k)])
@@ -334,7 +373,8 @@ def measure(
         feeds=feeds_row[0] if feeds_row else 0,
         entries=entries_row[0] if entries_row else 0,
         polled=polled,
-        fetched_twice=sum(1 for n in per_feed.values() if n > 1),
+        fetched_twice=sum(1 for fetches in per_feed.values() if len(fetches) > 1),
+        doubles=[f"{name}: {'; '.join(f)}" for name, f in per_feed.items() if len(f) > 1],
         lock_held=sampler.held_share,
         lock_foreign=sampler.foreign_share,
         lock_waiting=sampler.mean_waiting,
@@ -343,6 +383,7 @@ def measure(
         cpu_postgres=cpu_postgres,
         cpu_farm=cpu_farm,
         rss_mb=rss,
+        tables=tables,
     )
 
 
@@ -362,6 +403,7 @@ def render(
     cores = os.cpu_count() or 1
     lines = [
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine_info()}.",
+        f"Aggregator code measured: {args.revision}.",
         f"Farm: {spec.feeds} feeds x {spec.entries} entries (seed {spec.seed}; about"
         f" {spec.failing:.0%} failing and {spec.slow:.0%} slow by {spec.slow_delay} s, as in"
         " bench.run), served from its own process on 127.0.0.1.",
@@ -388,7 +430,7 @@ def render(
         lines.append(
             f"| {k} | {len(ms)} | {med:.2f} | {min(walls):.2f}-{max(walls):.2f}"
             f" | {spec.feeds / med:.1f} | {entries / med:.0f}"
-            f" | {base / med if base else 0:.2f} | {polled}"
+            f" | {f'{base / med:.2f}' if base else '-'} | {polled}"
             f" | {sum(m.fetched_twice for m in ms)} | {rss} |"
         )
     lines += [
@@ -410,6 +452,30 @@ def render(
             f" | {_median([m.lock_held for m in ms]):.0%}"
             f" | {_median([m.lock_waiting for m in ms]):.2f} |"
         )
+    sample = results[-1]
+    if sample.tables and sample.entries:
+        lines += [
+            "",
+            f"Database footprint after one measurement ({sample.entries:,} entries, PostgreSQL,"
+            " sizes with indexes and TOAST, before any vacuum):",
+            "",
+            "| table | rows | rows per entry | MB | bytes per entry |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        order = sorted(sample.tables.items(), key=lambda t: -t[1][1])
+        for name, (rows, size) in order:
+            lines.append(
+                f"| {name} | {rows:,} | {rows / sample.entries:.2f} | {size / 2**20:.1f}"
+                f" | {size / sample.entries:,.0f} |"
+            )
+        rows = sum(r for r, _ in sample.tables.values())
+        size = sum(b for _, b in sample.tables.values())
+        lines.append(
+            f"| total | {rows:,} | {rows / sample.entries:.2f} | {size / 2**20:.1f}"
+            f" | {size / sample.entries:,.0f} |"
+        )
+    for m in results:
+        notes += [f"fetched twice (run {m.run}, {m.daemons} daemons): {d}" for d in m.doubles]
     foreign = max(m.lock_foreign for m in results)
     if foreign > 0.01:
         notes = [
@@ -433,7 +499,9 @@ def pg_version(pg: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cluster_bench", description=__doc__)
     parser.add_argument("--feeds", type=int, default=300)
-    parser.add_argument("--entries", type=int, default=20)
+    parser.add_argument(
+        "--entries", type=int, default=5, help="entries per feed (every one new: a cold ingest)"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--daemons", default="1,2,3", help="daemon counts, comma-separated")
     parser.add_argument("--batch", type=int, default=25, help="fetch.batch of each daemon")
@@ -449,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cluster_bench: no PostgreSQL at {args.pg}: {exc}", file=sys.stderr)
         return 3
     args.load_before = load_average()
+    args.revision = code_revision()
     begun = time.monotonic()
     spec = FarmSpec(feeds=args.feeds, entries=args.entries, seed=args.seed)
     corpus = Corpus(spec)

@@ -7,6 +7,7 @@ per store, the same calls are cheap or trivially true.
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -18,6 +19,12 @@ from aggregator.store.schema import daemons, feeds
 MIGRATION_LOCK = 0x61677231
 CLUSTER_LOCK = 0x61677232
 PUBLISHER_LOCK = 0x61677233
+
+
+def lock_key(kind: int) -> tuple[Any, Any]:
+    """Advisory locks are per database: key them by schema too, so two aggregator
+    installations in different schemas of one database never block each other."""
+    return sa.literal(kind, sa.Integer), sa.func.hashtext(sa.func.current_schema())
 
 
 class LeaseLost(Exception):
@@ -142,13 +149,15 @@ class Coordination:
         if self._publisher_conn is None:
             self._publisher_conn = self.engine.connect()
         held = self._publisher_conn.execute(
-            sa.select(sa.func.pg_try_advisory_lock(PUBLISHER_LOCK))
+            sa.select(sa.func.pg_try_advisory_lock(*lock_key(PUBLISHER_LOCK)))
         ).scalar()
         self._publisher_conn.commit()
         if held:
             # The lock is re-entrant per session: keep exactly one level held.
             if self._publisher_held:
-                self._publisher_conn.execute(sa.select(sa.func.pg_advisory_unlock(PUBLISHER_LOCK)))
+                self._publisher_conn.execute(
+                    sa.select(sa.func.pg_advisory_unlock(*lock_key(PUBLISHER_LOCK)))
+                )
                 self._publisher_conn.commit()
             self._publisher_held = True
         return bool(held)
@@ -156,4 +165,4 @@ class Coordination:
     def cluster_lock(self, conn: Connection) -> None:
         """Serialise story assignment across daemons (two daemons, one story, one item)."""
         if conn.dialect.name == "postgresql":
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(CLUSTER_LOCK)))
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(*lock_key(CLUSTER_LOCK))))
