@@ -275,7 +275,7 @@ def numbers(text: str) -> frozenset[str]:
 def shingles(text: str) -> frozenset[int]:
     chars = text.replace(" ", "")
     grams = {chars[i : i + NGRAM] for i in range(max(1, len(chars) - NGRAM + 1))}
-    return frozenset(xxhash.xxh32_intdigest(g.encode()) for g in grams)
+    return frozenset(map(xxhash.xxh32_intdigest, map(str.encode, grams)))
 
 
 _PERMUTATIONS = MinHash(num_perm=NUM_PERM, seed=1).permutations
@@ -317,7 +317,10 @@ def compare(a: Fingerprint, b_text: str, b_numbers: frozenset[str]) -> Match | N
     """Is the stored text `b` the same story as `a`? Precise check of an LSH candidate."""
     if not numbers_agree(a.numbers, b_numbers):
         return None
-    sa, sb = shingles(a.text), shingles(b_text)
+    return _compare_shingles(shingles(a.text), shingles(b_text))
+
+
+def _compare_shingles(sa: frozenset[int], sb: frozenset[int]) -> Match | None:
     common = len(sa & sb)
     jaccard = common / len(sa | sb)
     if jaccard >= JACCARD_MIN:
@@ -337,8 +340,12 @@ def best_match(
     boilerplate, and a provider's stories are told apart by their guids. Earliest wins ties.
     """
     best: Match | None = None
+    own: frozenset[int] | None = None  # the entry's shingles, made once for all candidates
     for entry_id, other_feed, text, nums in sorted(candidates, key=lambda c: c[0]):
-        found = None if other_feed == feed else compare(fp, text, nums)
+        if other_feed == feed or not numbers_agree(fp.numbers, nums):
+            continue
+        own = shingles(fp.text) if own is None else own
+        found = _compare_shingles(own, shingles(text))
         if found and (best is None or found.score > best.score):
             best = Match(found.rule, found.score, entry_id)
     return best

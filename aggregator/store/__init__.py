@@ -23,7 +23,13 @@ from sqlalchemy.engine import Connection, Engine
 from aggregator import dedupe
 from aggregator.models import FeedState, Fetched, ParsedFeed, StoredItem
 from aggregator.store import stories
-from aggregator.store.coordination import MIGRATION_LOCK, Coordination, Daemon, LeaseLost
+from aggregator.store.coordination import (
+    MIGRATION_LOCK,
+    Coordination,
+    Daemon,
+    LeaseLost,
+    lock_key,
+)
 from aggregator.store.schema import (
     UTCDateTime,
     clusters,
@@ -103,7 +109,7 @@ class Store(Coordination):
         problem = None
         with self.engine.begin() as conn:
             if self.engine.dialect.name == "postgresql":
-                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(*lock_key(MIGRATION_LOCK))))
             current, head = schema_versions(conn)
             fresh = current is None and not sa.inspect(conn).has_table("feeds")
             if migrate or fresh:
@@ -146,6 +152,27 @@ class Store(Coordination):
                 )
                 for row in conn.execute(query)
             }
+
+    def register_feed(self, state: FeedState) -> None:
+        """Add a newly configured feed; a no-op if another daemon registered it first.
+
+        Never an update: overwriting the row could drop a lease another daemon just took.
+        """
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(feeds.insert().values(_feed_values(state, None)))
+        except sa.exc.IntegrityError:
+            pass
+
+    def reset_feed(self, state: FeedState) -> None:
+        """Start a feed afresh after its URL changed in the config, once across daemons."""
+        changed = sa.or_(feeds.c.config_url.is_(None), feeds.c.config_url != state.config_url)
+        with self.engine.begin() as conn:
+            conn.execute(
+                feeds.update()
+                .where(feeds.c.name == state.name, changed)
+                .values(_feed_values(state, None))
+            )
 
     def save_feed_state(
         self, state: FeedState, meta: ParsedFeed | None = None, *, owner: str | None = None
@@ -212,25 +239,21 @@ class Store(Coordination):
         with the same normalised link, global guid or main text, or of a recent entry of
         another feed whose main text is nearly the same (dedupe), else founds its own.
         """
-        new = updated = 0
         with self.engine.begin() as conn:
             self._upsert_feed(conn, _feed_values(state, parsed), owner)
             self.cluster_lock(conn)
             stories.prune_near(conn, now)
-            prints = stories.fingerprints(conn, state.name, parsed.entries, now)
+            stored = stories.stored_entries(conn, state.name, parsed.entries)
+            prints = stories.fingerprints(conn, state.name, parsed.entries, stored, now)
             # Near matches never come from the same feed, so one lookup serves the batch.
             near = stories.near_matches(conn, state.name, prints)
-            placed: list[tuple[int, dedupe.Match, dedupe.Fingerprint | None]] = []
-            for entry in parsed.entries:
-                outcome = stories.store_entry(
-                    conn, state.name, entry, now, near.pop(entry.key, None)
-                )
-                if isinstance(outcome, tuple):
-                    placed.append((*outcome, prints.get(entry.key)))
-                new += isinstance(outcome, tuple)
-                updated += outcome == "updated"
-            stories.record_placements(conn, placed, now)
-        return StoreResult(new=new, updated=updated)
+            placed, updated = stories.store_batch(
+                conn, state.name, parsed.entries, stored, now, near
+            )
+            stories.record_placements(
+                conn, [(i, match, prints.get(key)) for key, i, match in placed], now
+            )
+        return StoreResult(new=len(placed), updated=updated)
 
     def match_reasons(self, entry_ids: Sequence[int]) -> dict[int, dedupe.Match]:
         """Why each entry is in its story (rule, score, matched entry), for `explain`."""

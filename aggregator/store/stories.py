@@ -11,7 +11,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -33,38 +33,93 @@ from aggregator.store.schema import (
 _CHUNK = 500
 
 
-def store_entry(
+class Stored(NamedTuple):
+    """What storing the batch needs of an entry already stored for the feed."""
+
+    id: int
+    content_hash: str
+    first_seen: datetime
+    sort_date: datetime
+
+
+def stored_entries(
+    conn: Connection, feed_name: str, batch: Sequence[ParsedEntry]
+) -> dict[str, Stored]:
+    """key_hash -> the feed's stored entry, for the batch's keys (one query per chunk)."""
+    found: dict[str, Stored] = {}
+    hashes = list({dedupe.key_hash(e.key) for e in batch})
+    for chunk in _chunks(hashes):
+        rows = conn.execute(
+            sa.select(
+                entries.c.key_hash,
+                entries.c.id,
+                entries.c.content_hash,
+                entries.c.first_seen,
+                entries.c.sort_date,
+            ).where(entries.c.feed_name == feed_name, entries.c.key_hash.in_(chunk))
+        )
+        found.update({row.key_hash: Stored(*row[1:]) for row in rows})
+    return found
+
+
+_EXACT = (("same-link", "norm_link"), ("same-guid", "guid_key"), ("same-text", "text_hash"))
+
+
+def store_batch(
     conn: Connection,
     feed_name: str,
-    entry: ParsedEntry,
+    batch: Sequence[ParsedEntry],
+    stored: dict[str, Stored],
     now: datetime,
-    near: tuple[int, dedupe.Match] | None,
-) -> str | tuple[int, dedupe.Match]:
-    """ "unchanged", "updated", or for a new entry its id and why it is in its story."""
-    khash = dedupe.key_hash(entry.key)
-    chash = dedupe.content_hash(entry)
-    row = conn.execute(
-        sa.select(
-            entries.c.id, entries.c.content_hash, entries.c.first_seen, entries.c.sort_date
-        ).where(entries.c.feed_name == feed_name, entries.c.key_hash == khash)
-    ).first()
-    values = _entry_values(entry, chash)
-    if row is not None:
-        if row.content_hash == chash:
-            return "unchanged"
-        # Re-dating never moves a story up; a date corrected backwards may move it down.
-        # The entry stays in its story: a story's membership and guid never change.
-        values["sort_date"] = min(row.sort_date, _sort_date(entry, row.first_seen))
-        conn.execute(entries.update().where(entries.c.id == row.id).values(values))
-        return "updated"
-    found = find_cluster(conn, values, near)
-    if found is None:
-        cluster_id = new_cluster(conn, feed_name, entry.key, now)
-        match = dedupe.Match("first", 1.0)
-    else:
-        cluster_id, match = found
-    result = conn.execute(
-        entries.insert().values(
+    near: dict[str, tuple[int, dedupe.Match]],
+) -> tuple[list[tuple[str, int, dedupe.Match]], int]:
+    """Store the batch in order: (key, id, why) of each new entry, and the number updated.
+
+    Unchanged entries cost no write. A new entry joins the story of the earliest entry
+    sharing an exact key (earlier entries of this batch included), else its near match.
+    `stored` is kept current as the batch is written.
+    """
+    placed: list[tuple[str, int, dedupe.Match]] = []
+    updated = 0
+    pending: list[tuple[ParsedEntry, str, str, dict[str, Any]]] = []
+    for entry in batch:
+        khash, chash = dedupe.key_hash(entry.key), dedupe.content_hash(entry)
+        row = stored.get(khash)
+        if row is None:
+            pending.append((entry, khash, chash, _entry_values(entry, chash)))
+        elif row.content_hash != chash:
+            pending.append((entry, khash, chash, {}))
+    earliest = _earliest(conn, [values for *_, values in pending if values])
+    in_batch: dict[str, dict[str, tuple[int, int]]] = {column: {} for _, column in _EXACT}
+    changed = False  # an update can change the keys `earliest` was read for
+    for entry, khash, chash, values in pending:
+        row = stored.get(khash)  # the batch may repeat a key
+        if row is not None:
+            if row.content_hash == chash:
+                continue
+            # Re-dating never moves a story up; a date corrected backwards may move it down.
+            # The entry stays in its story: a story's membership and guid never change.
+            values = _entry_values(entry, chash)
+            values["sort_date"] = min(row.sort_date, _sort_date(entry, row.first_seen))
+            conn.execute(entries.update().where(entries.c.id == row.id), values)
+            stored[khash] = row._replace(content_hash=chash, sort_date=values["sort_date"])
+            updated += 1
+            changed = True
+            continue
+        if not values:
+            values = _entry_values(entry, chash)
+        if changed:
+            found = find_cluster(conn, values, near.get(entry.key))
+        else:
+            found = _exact_match(values, earliest, in_batch) or near.get(entry.key)
+        if found is None:
+            cluster_id = new_cluster(conn, feed_name, entry.key, now)
+            match = dedupe.Match("first", 1.0)
+        else:
+            cluster_id, match = found
+        sort_date = _sort_date(entry, now)
+        result = conn.execute(
+            entries.insert(),
             values
             | {
                 "feed_name": feed_name,
@@ -72,13 +127,51 @@ def store_entry(
                 "key": entry.key,
                 "cluster_id": cluster_id,
                 "first_seen": now,
-                "sort_date": _sort_date(entry, now),
-            }
+                "sort_date": sort_date,
+            },
         )
-    )
-    pk = result.inserted_primary_key
-    assert pk is not None
-    return int(pk[0]), match
+        pk = result.inserted_primary_key
+        assert pk is not None
+        entry_id = int(pk[0])
+        stored[khash] = Stored(entry_id, chash, now, sort_date)
+        for _, column in _EXACT:
+            if values[column] is not None:
+                in_batch[column].setdefault(values[column], (entry_id, cluster_id))
+        placed.append((entry.key, entry_id, match))
+    return placed, updated
+
+
+def _earliest(conn: Connection, new: list[dict[str, Any]]) -> dict[str, dict[str, tuple[int, int]]]:
+    """Per exact-key column, value -> (id, cluster) of the earliest stored entry having it."""
+    found: dict[str, dict[str, tuple[int, int]]] = {}
+    for _, column in _EXACT:
+        found[column] = {}
+        wanted = list({v[column] for v in new if v[column] is not None})
+        for chunk in _chunks(wanted):
+            rows = conn.execute(
+                sa.select(entries.c[column], entries.c.id, entries.c.cluster_id)
+                .where(entries.c[column].in_(chunk))
+                .order_by(entries.c.id)
+            )
+            for value, entry_id, cluster_id in rows:
+                found[column].setdefault(value, (entry_id, cluster_id))
+    return found
+
+
+def _exact_match(
+    values: dict[str, Any],
+    earliest: dict[str, dict[str, tuple[int, int]]],
+    in_batch: dict[str, dict[str, tuple[int, int]]],
+) -> tuple[int, dedupe.Match] | None:
+    # Stored entries are older than the batch's, so they come first within a rule.
+    for rule, column in _EXACT:
+        value = values[column]
+        if value is None:
+            continue
+        hit = earliest[column].get(value) or in_batch[column].get(value)
+        if hit is not None:
+            return hit[1], dedupe.Match(rule, 1.0, hit[0])
+    return None
 
 
 def find_cluster(
@@ -87,11 +180,7 @@ def find_cluster(
     near: tuple[int, dedupe.Match] | None,
 ) -> tuple[int, dedupe.Match] | None:
     """The story a new entry joins and why: exact keys first, then its near match."""
-    for rule, column in (
-        ("same-link", "norm_link"),
-        ("same-guid", "guid_key"),
-        ("same-text", "text_hash"),
-    ):
+    for rule, column in _EXACT:
         if values[column] is None:
             continue
         found = conn.execute(
@@ -112,27 +201,32 @@ def near_matches(
 ) -> dict[str, tuple[int, dedupe.Match]]:
     """Entry key -> (cluster, match) for the batch's near-duplicates of other feeds' entries.
 
-    Candidates are the indexed entries sharing LSH bands with an entry, most shared
-    first (at most dedupe.MAX_CANDIDATES each); dedupe.best_match verifies them.
+    Candidates are the indexed entries of other feeds sharing LSH bands with an entry,
+    most shared first (at most dedupe.MAX_CANDIDATES each); dedupe.best_match verifies
+    them. The database counts the shared bands; the feed's own indexed entries are left
+    out here rather than by a join, which would read an entries row per shared band.
     """
-    owners: dict[int, list[str]] = {}
+    own = set(
+        conn.execute(
+            sa.select(near_docs.c.entry_id)
+            .join(entries, entries.c.id == near_docs.c.entry_id)
+            .where(entries.c.feed_name == feed_name)
+        ).scalars()
+    )
+    shared = (
+        sa.select(near_bands.c.entry_id)
+        .where(near_bands.c.band.in_(sa.bindparam("bands", expanding=True)))
+        .group_by(near_bands.c.entry_id)
+        .order_by(sa.func.count().desc(), near_bands.c.entry_id.desc())
+        .limit(dedupe.MAX_CANDIDATES + len(own))
+    )
+    tops: dict[str, list[int]] = {}
     for key, fp in fingerprints.items():
-        for band in fp.bands if fp else ():
-            owners.setdefault(band, []).append(key)
-    shared: dict[str, Counter[int]] = {}
-    for chunk in _chunks(list(owners)):
-        rows = conn.execute(
-            sa.select(near_bands.c.band, near_bands.c.entry_id)
-            .join(entries, entries.c.id == near_bands.c.entry_id)
-            .where(near_bands.c.band.in_(chunk), entries.c.feed_name != feed_name)
-        )
-        for band, entry_id in rows:
-            for key in owners[band]:
-                shared.setdefault(key, Counter())[entry_id] += 1
-    tops = {
-        key: sorted(counts, key=lambda i: (-counts[i], -i))[: dedupe.MAX_CANDIDATES]
-        for key, counts in shared.items()
-    }
+        if fp is not None:
+            ranked = conn.execute(shared, {"bands": sorted(set(fp.bands))}).scalars()
+            top = [i for i in ranked if i not in own][: dedupe.MAX_CANDIDATES]
+            if top:
+                tops[key] = top
     docs: dict[int, Any] = {}
     for chunk in _chunks(sorted({i for top in tops.values() for i in top})):
         rows = conn.execute(
@@ -164,14 +258,18 @@ def near_matches(
 
 def new_cluster(conn: Connection, feed_name: str, key: str, now: datetime) -> int:
     guid = f"urn:uuid:{uuid.uuid5(GUID_NAMESPACE, feed_name + chr(10) + key)}"
-    result = conn.execute(clusters.insert().values(guid=guid, first_seen=now))
+    result = conn.execute(clusters.insert(), {"guid": guid, "first_seen": now})
     pk = result.inserted_primary_key
     assert pk is not None
     return int(pk[0])
 
 
 def fingerprints(
-    conn: Connection, feed_name: str, batch: Sequence[ParsedEntry], now: datetime
+    conn: Connection,
+    feed_name: str,
+    batch: Sequence[ParsedEntry],
+    stored: dict[str, Stored],
+    now: datetime,
 ) -> dict[str, dedupe.Fingerprint | None]:
     """Fingerprints of the batch's new entries, the feed's boilerplate left out.
 
@@ -180,15 +278,6 @@ def fingerprints(
     are then counted for later polls.
     """
     by_hash = {dedupe.key_hash(e.key): e for e in batch}
-    stored: set[str] = set()
-    for chunk in _chunks(list(by_hash)):
-        stored.update(
-            conn.execute(
-                sa.select(entries.c.key_hash).where(
-                    entries.c.feed_name == feed_name, entries.c.key_hash.in_(chunk)
-                )
-            ).scalars()
-        )
     fresh = {
         e.key: dedupe.segments(e.content_html or e.summary_html)
         for h, e in by_hash.items()
