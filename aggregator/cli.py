@@ -185,7 +185,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     store = _open_store(cfg)
     now = datetime.now(UTC)
     try:
-        states = store.feed_states()
+        states = store.feed_states(count_entries=True)
         cluster = store.daemons(now)
     finally:
         store.close()

@@ -137,14 +137,19 @@ class Store(Coordination):
 
     # -- feeds ---------------------------------------------------------------------------
 
-    def feed_states(self, names: Iterable[str] | None = None) -> dict[str, FeedState]:
+    def feed_states(
+        self, names: Iterable[str] | None = None, *, count_entries: bool = False
+    ) -> dict[str, FeedState]:
+        """Stored feed states; entry counts (a scan of the entries index) only when asked."""
         query = sa.select(feeds)
-        if names is not None:
-            query = query.where(feeds.c.name.in_(list(names)))
         counts = sa.select(entries.c.feed_name, sa.func.count()).group_by(entries.c.feed_name)
+        if names is not None:
+            names = list(names)
+            query = query.where(feeds.c.name.in_(names))
+            counts = counts.where(entries.c.feed_name.in_(names))
         state_fields = {f.name for f in fields(FeedState)}
         with self.engine.connect() as conn:
-            n = {name: count for name, count in conn.execute(counts)}
+            n: dict[str, int] = dict(conn.execute(counts).tuples().all()) if count_entries else {}
             return {
                 row.name: FeedState(
                     **{k: v for k, v in row._mapping.items() if k in state_fields},
