@@ -110,6 +110,11 @@ def fresh_until(headers: httpx.Headers, now: datetime) -> datetime | None:
     return None
 
 
+def host_of(url: str) -> str:
+    """The key for per-host politeness (concurrency slots, Retry-After throttles)."""
+    return (urlsplit(url).hostname or "").lower()
+
+
 def _permanent_redirect(response: httpx.Response) -> str | None:
     """The new URL when every hop was permanent (301/308); temporary hops keep the old one."""
     if response.history and all(r.status_code in (301, 308) for r in response.history):
@@ -230,7 +235,7 @@ async def fetch_all(
     ) as client:
 
         async def one(state: FeedState, headers: dict[str, str]) -> Fetched:
-            host = (urlsplit(state.url).hostname or "").lower()
+            host = host_of(state.url)
             async with host_slots[host], global_slots:
                 result = await fetch_one(client, state, headers, cfg)
             if on_done is not None:

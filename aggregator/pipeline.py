@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from aggregator import fetch, parse, policy, schedule, site, websub
 from aggregator.config import Config, FeedConfig
@@ -84,7 +83,7 @@ def run_cycle(
             store.register_feed(state)
         elif state != previous:  # its URL changed in the config
             store.reset_feed(state)
-        reason = schedule.skip_reason(state, now, throttled.get(_host(state.url)))
+        reason = schedule.skip_reason(state, now, throttled.get(fetch.host_of(state.url)))
         if reason:
             reports.append(FeedReport(feed.name, "skipped", state.status, message=reason))
         elif forced or schedule.is_due(state, now):
@@ -258,7 +257,7 @@ class _Poll:
             until = self.now + self.config.schedule.min_interval
         if until is not None and fetched.status in (429, 503):
             reason = f"HTTP {fetched.status} from {state.url}"
-            self.store.throttle_host(_host(state.url), until, reason)
+            self.store.throttle_host(fetch.host_of(state.url), until, reason)
 
 
 def absorb(
@@ -316,10 +315,6 @@ def absorb(
         new=result.new,
         updated=result.updated,
     )
-
-
-def _host(url: str) -> str:
-    return (urlsplit(url).hostname or "").lower()
 
 
 def collect_items(config: Config, store: Store) -> Iterator[PublishedItem]:
