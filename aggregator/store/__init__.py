@@ -179,12 +179,10 @@ class Store(Coordination):
                 .values(_feed_values(state, None))
             )
 
-    def save_feed_state(
-        self, state: FeedState, meta: ParsedFeed | None = None, *, owner: str | None = None
-    ) -> None:
+    def save_feed_state(self, state: FeedState, *, owner: str | None = None) -> None:
         """Write a feed's state; with `owner`, only while that daemon still holds the lease."""
         with self.engine.begin() as conn:
-            self._upsert_feed(conn, _feed_values(state, meta), owner)
+            self._upsert_feed(conn, _feed_values(state, None), owner)
 
     def _upsert_feed(
         self, conn: Connection, values: dict[str, Any], owner: str | None = None
