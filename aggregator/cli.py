@@ -117,11 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         now = datetime.now(UTC)
         me = replace(me, heartbeat=now)
         store.heartbeat(me)
-        # Daemons that missed three ticks count as dead when sharing per-host limits.
-        alive = [d for d in store.daemons(now) if now - d.heartbeat < 3 * cfg.schedule.tick]
-        report = pipeline.run_cycle(
-            cfg, store, forced=False, owner=me.id, daemons=len(alive), stopping=stopping
-        )
+        report = pipeline.run_cycle(cfg, store, forced=False, owner=me.id, stopping=stopping)
         polled = sum(r.outcome != "skipped" for r in report.feeds)
         me = replace(me, polled=me.polled + polled, publisher=store.try_publisher_lock())
         store.heartbeat(me)

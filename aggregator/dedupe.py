@@ -169,6 +169,8 @@ WINDOW = timedelta(days=7)
 WINDOW_ENTRIES = 50_000
 #: Candidates verified per new entry, most shared bands first (keeps the cost flat).
 MAX_CANDIDATES = 20
+#: Entries read per band when looking for candidates, newest first (keeps the cost flat).
+BAND_READ = 20
 
 _BLOCK_TAG = re.compile(
     r"<\s*/?\s*(?:br|p|div|li|ul|ol|h[1-6]|tr|td|blockquote|section|article|figure|"
@@ -365,4 +367,43 @@ def recurring_segments(
             h for h in hashes if stored.get(h, 0) + in_batch[h] - 1 >= BOILERPLATE_MIN_OTHERS
         )
         for key, hashes in batch.items()
+    }
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything storing an entry needs that depends on the entry alone.
+
+    Computed before the store's transaction (in a worker process during a big cycle), so
+    the database lock that serialises story assignment covers only reads and writes.
+    `fingerprint` assumes the feed's boilerplate is what recurs within this batch (true on
+    a feed's first poll); the store recomputes it when stored entries say otherwise.
+    """
+
+    key_hash: str
+    content_hash: str
+    text_hash: str | None
+    segments: tuple[str, ...]
+    segment_hashes: frozenset[int]
+    assumed_common: frozenset[int]
+    fingerprint: Fingerprint | None
+
+
+def prepare(batch: Sequence[ParsedEntry]) -> dict[str, Prepared]:
+    """Entry key -> its Prepared values (the last entry wins when the batch repeats a key)."""
+    by_key = {e.key: e for e in batch}
+    segs = {key: segments(e.content_html or e.summary_html) for key, e in by_key.items()}
+    hashes = {key: frozenset(segment_hash(s) for s in ss) for key, ss in segs.items()}
+    common = recurring_segments(hashes, {})
+    return {
+        key: Prepared(
+            key_hash=key_hash(key),
+            content_hash=content_hash(e),
+            text_hash=text_hash(e),
+            segments=tuple(segs[key]),
+            segment_hashes=hashes[key],
+            assumed_common=common[key],
+            fingerprint=fingerprint(segs[key], common[key]),
+        )
+        for key, e in by_key.items()
     }

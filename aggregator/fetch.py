@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -209,12 +210,30 @@ def _with_elapsed(result: Fetched, started: float) -> Fetched:
     return replace(result, elapsed=time.monotonic() - started)
 
 
+class HostGate(Protocol):
+    """Per-host slots shared with other processes (PostgreSQL: the `host_slots` table).
+
+    `acquire` waits until this process holds one of the host's slots; `release` gives one
+    back. fetch_all calls them around each request, inside its own in-process limits.
+    """
+
+    async def acquire(self, host: str) -> None: ...
+
+    async def release(self, host: str) -> None: ...
+
+
 async def fetch_all(
     jobs: Sequence[tuple[FeedState, dict[str, str]]],
     cfg: FetchConfig,
     on_done: Callable[[Fetched], object] | None = None,
+    gate: HostGate | None = None,
 ) -> list[Fetched]:
-    """Fetch every feed concurrently, at most `per_host` at a time against any one host."""
+    """Fetch every feed concurrently, at most `per_host` at a time against any one host.
+
+    The in-process semaphores bound this process; `gate`, when given, also holds a slot of
+    the host for the duration of each request, so the limit holds across processes.
+    It is taken last (after the global slot), so a slot is held only while a request runs.
+    """
     limits = httpx.Limits(
         max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency
     )
@@ -237,7 +256,14 @@ async def fetch_all(
         async def one(state: FeedState, headers: dict[str, str]) -> Fetched:
             host = host_of(state.url)
             async with host_slots[host], global_slots:
-                result = await fetch_one(client, state, headers, cfg)
+                if gate is None:
+                    result = await fetch_one(client, state, headers, cfg)
+                else:
+                    await gate.acquire(host)
+                    try:
+                        result = await fetch_one(client, state, headers, cfg)
+                    finally:
+                        await gate.release(host)
             if on_done is not None:
                 on_done(result)
             return result

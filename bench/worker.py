@@ -39,6 +39,7 @@ def _measure(work: Callable[[], Detail]) -> dict[str, Any]:
     started = time.perf_counter()
     detail = work()
     wall = time.perf_counter() - started
+    _stop_forkserver()  # so the parse workers' CPU time is counted with the children's
     after = os.times()
     cpu = sum(
         getattr(after, f) - getattr(before, f)
@@ -53,6 +54,20 @@ def _measure(work: Callable[[], Detail]) -> dict[str, Any]:
         "children_rss_mb": round(children, 1),
         "detail": detail,
     }
+
+
+def _stop_forkserver() -> None:
+    """End the multiprocessing fork server, if the pipeline started one (aggregator.parallel).
+
+    The parse workers are its children: their CPU time reaches os.times() only once it has
+    reaped them and this process has reaped it. Private API, so only when it exists.
+    """
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    stop = getattr(server, "_stop", None)
+    if callable(stop) and getattr(server, "_forkserver_pid", None) is not None:
+        stop()
 
 
 def _hotspots(profile_path: Path, limit: int = 25) -> dict[str, list[dict[str, Any]]]:

@@ -12,9 +12,11 @@ import subprocess
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aggregator.store import Store
 from tests.conftest import run_cli
 from tests.feedserver import FeedServer, Route
 from tests.test_daemon import start_daemon, wait_for
@@ -48,7 +50,9 @@ def setup(tmp_path: Path, server: FeedServer, pg_url: str, slow: set[int]) -> Pa
     cfg.write_text(
         f"store: {{url: '{pg_url}'}}\n"
         "output: {dir: out, link: 'https://news.example.org/', limit: 10000}\n"
-        "fetch: {batch: 10, timeout: 5}\n"
+        # One farm host plays 200 providers: 3 in flight, as 3 daemons had before per_host
+        # held cluster-wide (each took 2 // 3 -> 1), so these tests keep their pace.
+        "fetch: {batch: 10, timeout: 5, per_host: 3}\n"
         "schedule: {tick: 0.5, interval: 1h, min_interval: 1h, lease: 12s}\n"
         f"feeds:\n{feeds}",
         encoding="utf-8",
@@ -168,3 +172,44 @@ def test_publisher_failover_is_automatic(
         stop(daemons)
     links = published_links(cfg)
     assert len(links) == len(set(links)) == expected_stories()
+
+
+def test_per_host_limit_holds_across_daemons(
+    tmp_path: Path, feed_server: FeedServer, pg_url: str
+) -> None:
+    """fetch.per_host: 2 with three daemons: the provider never sees a third request at once."""
+    feeds = 18
+    for f in range(feeds):
+        feed_server.routes[f"/s{f}.xml"] = Route(rss(f), delay=0.5)  # one slow host
+    listed = "".join(
+        f"  - name: s{f}\n    url: {feed_server.url(f'/s{f}.xml')}\n" for f in range(feeds)
+    )
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(
+        f"store: {{url: '{pg_url}'}}\n"
+        "output: {dir: out, link: 'https://news.example.org/'}\n"
+        "fetch: {batch: 2, per_host: 2, timeout: 5}\n"
+        "schedule: {tick: 0.5, interval: 1h, min_interval: 1h, lease: 12s}\n"
+        f"feeds:\n{listed}",
+        encoding="utf-8",
+    )
+    assert run_cli("migrate", "--config", str(cfg)).returncode == 0
+    daemons = [start_daemon(cfg, "--no-serve") for _ in range(3)]
+    store = Store(pg_url)
+    try:
+
+        def polled_by() -> list[int]:
+            return [d.polled for d in store.daemons(datetime.now(UTC))]
+
+        assert wait_for(lambda: sum(polled_by()) >= feeds, timeout=90)
+        # Every cycle is over and nothing is in flight: no slot may be left held.
+        assert store.held_host_slots() == []
+        shares = polled_by()
+    finally:
+        store.close()
+        stop(daemons)
+    assert sum(n > 0 for n in shares) >= 2, f"one daemon did all the work: {shares}"
+    counts = fetch_counts(feed_server)
+    assert len(counts) == feeds and set(counts.values()) == {1}, counts.most_common(3)
+    host = f"127.0.0.1:{feed_server.httpd.server_address[1]}"
+    assert feed_server.max_in_flight == {host: 2}  # the limit, and all of it used

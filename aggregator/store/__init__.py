@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -103,6 +103,8 @@ class Store(Coordination):
         self.url = url
         self._publisher_conn: Connection | None = None
         self._publisher_held = False
+        self._pruned: datetime | None = None  # when this process last pruned the index
+        self._added = 0  # entries indexed since then
         self.engine: Engine = sa.create_engine(_engine_url(url), **engine_kwargs)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -187,10 +189,12 @@ class Store(Coordination):
     def _upsert_feed(
         self, conn: Connection, values: dict[str, Any], owner: str | None = None
     ) -> None:
-        where = feeds.c.name == values["name"]
+        # Values as parameters, not .values(): one cached statement, no per-call coercion.
+        where = feeds.c.name == sa.bindparam("key_name")
         if owner is not None:
             where &= feeds.c.lease_owner == owner
-        if conn.execute(feeds.update().where(where).values(values)).rowcount:
+        params = values | {"key_name": values["name"]}
+        if conn.execute(feeds.update().where(where), params).rowcount:
             return
         if owner is not None:
             raise LeaseLost(f"{values['name']}: lease expired and was taken by another daemon")
@@ -198,7 +202,7 @@ class Store(Coordination):
             with conn.begin_nested():  # another daemon may register the same new feed
                 conn.execute(feeds.insert().values(values))
         except sa.exc.IntegrityError:
-            conn.execute(feeds.update().where(where).values(values))
+            conn.execute(feeds.update().where(where), params)
 
     def host_throttles(self, now: datetime) -> dict[str, datetime]:
         """Hosts that asked us to wait, and until when."""
@@ -214,16 +218,14 @@ class Store(Coordination):
             if not updated:
                 conn.execute(hosts.insert().values(host=host, retry_until=until, reason=reason))
 
-    def recent_dates(self, feed_name: str, limit: int = 10) -> list[datetime]:
-        """The feed's latest entry dates, newest first, to estimate how often it publishes."""
-        query = (
-            sa.select(entries.c.sort_date)
-            .where(entries.c.feed_name == feed_name)
-            .order_by(entries.c.sort_date.desc())
-            .limit(limit)
-        )
+    def recent_dates(self, names: Iterable[str]) -> dict[str, list[datetime]]:
+        """Each feed's latest entry dates, newest first, to estimate how often it publishes.
+
+        One indexed query per feed on one connection (a window function over all of a
+        batch's entries would read every stored entry of those feeds).
+        """
         with self.engine.connect() as conn:
-            return [row.sort_date for row in conn.execute(query)]
+            return {name: list(conn.execute(_RECENT, {"feed": name}).scalars()) for name in names}
 
     # -- entries -------------------------------------------------------------------------
 
@@ -235,28 +237,48 @@ class Store(Coordination):
         now: datetime,
         *,
         owner: str | None = None,
+        prepared: dict[str, dedupe.Prepared] | None = None,
     ) -> StoreResult:
         """Save a successful fetch and its entries atomically.
 
         Unchanged entries cost no write; a new entry joins the cluster of any stored entry
         with the same normalised link, global guid or main text, or of a recent entry of
         another feed whose main text is nearly the same (dedupe), else founds its own.
+        `prepared` is dedupe.prepare(parsed.entries), when the caller made it elsewhere
+        (else only new and edited entries are prepared, here).
         """
+        self._prune(now)
         with self.engine.begin() as conn:
             self._upsert_feed(conn, _feed_values(state, parsed), owner)
-            self.cluster_lock(conn)
-            stories.prune_near(conn, now)
+            # Up to the lock, only this feed's rows are read and written (its lease is ours).
             stored = stories.stored_entries(conn, state.name, parsed.entries)
-            prints = stories.fingerprints(conn, state.name, parsed.entries, stored, now)
+            if prepared is None:
+                prepared = dedupe.prepare(stories.changed(parsed.entries, stored))
+            prints = stories.fingerprints(conn, state.name, prepared, stored, now)
+            self.cluster_lock(conn)
             # Near matches never come from the same feed, so one lookup serves the batch.
             near = stories.near_matches(conn, state.name, prints)
             placed, updated = stories.store_batch(
-                conn, state.name, parsed.entries, stored, now, near
+                conn, state.name, parsed.entries, prepared, stored, now, near
             )
             stories.record_placements(
                 conn, [(i, match, prints.get(key)) for key, i, match in placed], now
             )
+        self._added += len(placed)
         return StoreResult(new=len(placed), updated=updated)
+
+    def _prune(self, now: datetime) -> None:
+        """Drop what left the near-duplicate window, every few minutes or thousand entries.
+
+        In a transaction of its own (every daemon prunes), and not on every store: each
+        prune is a commit. The window may overrun its bounds by that much, never shrink.
+        """
+        recent = self._pruned is not None and abs(now - self._pruned) < PRUNE_EVERY
+        if recent and self._added < dedupe.WINDOW_ENTRIES // 50:
+            return
+        with self.engine.begin() as conn:
+            stories.prune_near(conn, now)
+        self._pruned, self._added = now, 0
 
     def match_reasons(self, entry_ids: Sequence[int]) -> dict[int, dedupe.Match]:
         """Why each entry is in its story (rule, score, matched entry), for `explain`."""
@@ -321,6 +343,18 @@ class Store(Coordination):
         query = _members_query().where(entries.c.cluster_id == cluster_id)
         with self.engine.connect() as conn:
             return [_stored_item(row._mapping) for row in conn.execute(query)]
+
+
+#: How often each process prunes the near-duplicate index (also every WINDOW_ENTRIES // 50).
+PRUNE_EVERY = timedelta(minutes=5)
+
+#: The latest entry dates of one feed (schedule.next_poll looks at the last 10).
+_RECENT = (
+    sa.select(entries.c.sort_date)
+    .where(entries.c.feed_name == sa.bindparam("feed"))
+    .order_by(entries.c.sort_date.desc())
+    .limit(10)
+)
 
 
 def _feed_values(state: FeedState, meta: ParsedFeed | None) -> dict[str, Any]:

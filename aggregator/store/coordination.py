@@ -1,19 +1,28 @@
 """Coordination of several daemons through the database: leases, heartbeats, locks.
 
-PostgreSQL is the only coordinator (row leases, advisory locks); on SQLite, with one daemon
-per store, the same calls are cheap or trivially true.
+PostgreSQL is the only coordinator (row leases, per-host slots, advisory locks); on SQLite,
+with one daemon per store, the same calls are cheap or trivially true.
 """
 
+import asyncio
+import logging
+import random
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
+from aggregator.config import FetchConfig
 from aggregator.models import FeedState
-from aggregator.store.schema import daemons, feeds
+from aggregator.store.schema import daemons, feeds, host_slots
+
+log = logging.getLogger(__name__)
 
 #: PostgreSQL advisory lock keys: schema migration, story assignment, publishing.
 MIGRATION_LOCK = 0x61677231
@@ -42,6 +51,25 @@ class Daemon:
     polled: int
     publisher: bool
     leases: int = 0
+
+
+@dataclass(frozen=True)
+class HostSlot:
+    """One request in flight to `host` by daemon `owner`, held until at most `until`."""
+
+    host: str
+    slot: int
+    owner: str
+    until: datetime
+
+
+def slot_lease(cfg: FetchConfig) -> timedelta:
+    """How long a host slot outlives a daemon that died holding it.
+
+    A fetch makes at most two attempts of `fetch.timeout` each (fetch_one retries a dropped
+    keep-alive connection once); the margin covers handing the release to a thread.
+    """
+    return timedelta(seconds=2 * cfg.timeout + 10)
 
 
 class Coordination:
@@ -116,10 +144,12 @@ class Coordination:
         with self.engine.begin() as conn:
             conn.execute(feeds.update().values(lease_owner=None, lease_until=None))
             conn.execute(daemons.delete())
+            conn.execute(host_slots.delete())
 
     def forget_daemon(self, daemon_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(daemons.delete().where(daemons.c.id == daemon_id))
+            conn.execute(host_slots.delete().where(host_slots.c.owner == daemon_id))
             conn.execute(
                 feeds.update()
                 .where(feeds.c.lease_owner == daemon_id)
@@ -162,7 +192,134 @@ class Coordination:
             self._publisher_held = True
         return bool(held)
 
+    # -- per-host slots (fetch.per_host across daemons) ----------------------------------
+
+    def host_gate(self, owner: str, cfg: FetchConfig) -> "HostSlots | None":
+        """The cluster-wide per-host limit for fetch_all, or None where it is not needed.
+
+        SQLite has one daemon per store (lock file): fetch_all's own semaphores already
+        are the whole limit, so no table traffic there.
+        """
+        if self.engine.dialect.name != "postgresql":
+            return None
+        return HostSlots(self, owner, cfg.per_host, slot_lease(cfg))
+
+    def take_host_slot(self, host: str, owner: str, per_host: int, lease: timedelta) -> int | None:
+        """Take one free (or expired) slot of `host` for `owner`: its number, None if all busy.
+
+        One statement: pick a slot not held (at random, so racing daemons rarely pick the
+        same one) and upsert it only if it is still free or expired; ON CONFLICT re-checks
+        that condition on the row a concurrent taker committed, so two never share a slot.
+        Times are the database's, so daemons' clocks need not agree.
+        """
+        now = sa.func.now()
+        series = (
+            sa.func.generate_series(0, per_host - 1).table_valued("n").render_derived("candidate")
+        )
+        held = (
+            sa.exists()
+            .where(host_slots.c.host == host, host_slots.c.slot == series.c.n)
+            .where(host_slots.c.until >= now)
+        )
+        until = now + sa.bindparam("lease", lease, type_=sa.Interval)
+        pick = (
+            sa.select(sa.literal(host), series.c.n, sa.literal(owner), until)
+            .where(~held)
+            .order_by(sa.func.random())
+            .limit(1)
+        )
+        insert = postgresql.insert(host_slots).from_select(["host", "slot", "owner", "until"], pick)
+        statement = insert.on_conflict_do_update(
+            index_elements=[host_slots.c.host, host_slots.c.slot],
+            set_={"owner": insert.excluded.owner, "until": insert.excluded.until},
+            where=host_slots.c.until < now,
+        ).returning(host_slots.c.slot)
+        with self.engine.begin() as conn:
+            # A slot lives for one request: not worth waiting for the WAL flush (halves the
+            # cost). A database crash may forget the last instants of takes; no daemon
+            # survives that with its requests anyway.
+            conn.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
+            slot = conn.execute(statement).scalar()
+        return None if slot is None else int(slot)
+
+    def release_host_slot(self, host: str, slot: int, owner: str) -> None:
+        """Give a slot back; a no-op if its lease expired and another daemon took it over."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
+            conn.execute(
+                host_slots.delete().where(
+                    host_slots.c.host == host,
+                    host_slots.c.slot == slot,
+                    host_slots.c.owner == owner,
+                )
+            )
+
+    def held_host_slots(self) -> list[HostSlot]:
+        """Requests in flight across the cluster, by host (for `status` and tests)."""
+        query = (
+            sa.select(host_slots)
+            .where(host_slots.c.until >= sa.func.now())
+            .order_by(host_slots.c.host, host_slots.c.slot)
+        )
+        with self.engine.connect() as conn:
+            return [HostSlot(**row._mapping) for row in conn.execute(query)]
+
     def cluster_lock(self, conn: Connection) -> None:
         """Serialise story assignment across daemons (two daemons, one story, one item)."""
         if conn.dialect.name == "postgresql":
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(*lock_key(CLUSTER_LOCK))))
+
+
+class HostSlots:
+    """fetch.HostGate over the `host_slots` table: `per_host` requests per host, cluster-wide.
+
+    The blocking store calls run in threads so fetch_all's event loop keeps going; a host
+    whose slots are all taken is polled again after a short, growing, jittered pause.
+    """
+
+    FIRST_PAUSE = 0.05
+    MAX_PAUSE = 0.5
+
+    def __init__(self, store: Coordination, owner: str, per_host: int, lease: timedelta) -> None:
+        self.store = store
+        self.owner = owner
+        self.per_host = per_host
+        self.lease = lease
+        self._held: defaultdict[str, list[int]] = defaultdict(list)
+
+    async def acquire(self, host: str) -> None:
+        key = host[:255]  # the column's width; longer names are not real hosts anyway
+        pause = self.FIRST_PAUSE
+        while (slot := await self._take(key)) is None:
+            await asyncio.sleep(pause * random.uniform(0.5, 1.0))
+            pause = min(pause * 2, self.MAX_PAUSE)
+        self._held[key].append(slot)
+
+    async def release(self, host: str) -> None:
+        key = host[:255]
+        slot = self._held[key].pop()
+        try:
+            await asyncio.to_thread(self.store.release_host_slot, key, slot, self.owner)
+        except sa.exc.SQLAlchemyError as exc:  # the fetch is done: keep its result
+            log.warning("could not release slot %d of %s (its lease frees it): %s", slot, key, exc)
+
+    async def _take(self, key: str) -> int | None:
+        taking = asyncio.ensure_future(
+            asyncio.to_thread(self.store.take_host_slot, key, self.owner, self.per_host, self.lease)
+        )
+        try:
+            return await asyncio.shield(taking)
+        except asyncio.CancelledError:
+            # The statement may still succeed in its thread: give that slot back at once.
+            taking.add_done_callback(partial(self._give_back, key))
+            raise
+
+    def _give_back(self, key: str, taking: asyncio.Future[int | None]) -> None:
+        if taking.cancelled() or taking.exception() is not None:
+            return
+        slot = taking.result()
+        if slot is not None:
+            try:
+                self.store.release_host_slot(key, slot, self.owner)
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("could not release slot %d of %s: %s", slot, key, exc)

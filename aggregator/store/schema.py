@@ -90,6 +90,18 @@ hosts = sa.Table(
     sa.Column("reason", sa.Text),
 )
 
+#: Cluster-wide per-host concurrency (fetch.per_host) on PostgreSQL: a row is one request in
+#: flight to `host`, by daemon `owner`, in slot 0..per_host-1. Released slots are deleted;
+#: `until` (database clock) frees the slot of a daemon that died mid-request.
+host_slots = sa.Table(
+    "host_slots",
+    metadata,
+    sa.Column("host", sa.String(255), primary_key=True),
+    sa.Column("slot", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("until", UTCDateTime, nullable=False),
+)
+
 clusters = sa.Table(
     "clusters",
     metadata,

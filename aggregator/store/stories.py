@@ -62,6 +62,16 @@ def stored_entries(
     return found
 
 
+def changed(batch: Sequence[ParsedEntry], stored: dict[str, Stored]) -> list[ParsedEntry]:
+    """The batch's entries that are new or edited: the only ones that need preparing."""
+    return [
+        e
+        for e in batch
+        if (row := stored.get(dedupe.key_hash(e.key))) is None
+        or row.content_hash != dedupe.content_hash(e)
+    ]
+
+
 _EXACT = (("same-link", "norm_link"), ("same-guid", "guid_key"), ("same-text", "text_hash"))
 
 
@@ -69,6 +79,7 @@ def store_batch(
     conn: Connection,
     feed_name: str,
     batch: Sequence[ParsedEntry],
+    prepared: dict[str, dedupe.Prepared],
     stored: dict[str, Stored],
     now: datetime,
     near: dict[str, tuple[int, dedupe.Match]],
@@ -82,14 +93,19 @@ def store_batch(
     placed: list[tuple[str, int, dedupe.Match]] = []
     updated = 0
     pending: list[tuple[ParsedEntry, str, str, dict[str, Any]]] = []
+    new: list[dict[str, Any]] = []
     for entry in batch:
         khash, chash = dedupe.key_hash(entry.key), dedupe.content_hash(entry)
         row = stored.get(khash)
-        if row is None:
-            pending.append((entry, khash, chash, _entry_values(entry, chash)))
-        elif row.content_hash != chash:
-            pending.append((entry, khash, chash, {}))
-    earliest = _earliest(conn, [values for *_, values in pending if values])
+        if row is None or row.content_hash != chash:
+            # A batch that repeats a key was prepared from its last entry only.
+            ready = prepared.get(entry.key)
+            same = ready is not None and ready.content_hash == chash
+            text = ready.text_hash if ready is not None and same else dedupe.text_hash(entry)
+            pending.append((entry, khash, chash, _entry_values(entry, chash, text)))
+            if row is None:
+                new.append(pending[-1][3])
+    earliest = _earliest(conn, new)
     in_batch: dict[str, dict[str, tuple[int, int]]] = {column: {} for _, column in _EXACT}
     changed = False  # an update can change the keys `earliest` was read for
     for entry, khash, chash, values in pending:
@@ -99,15 +115,12 @@ def store_batch(
                 continue
             # Re-dating never moves a story up; a date corrected backwards may move it down.
             # The entry stays in its story: a story's membership and guid never change.
-            values = _entry_values(entry, chash)
-            values["sort_date"] = min(row.sort_date, _sort_date(entry, row.first_seen))
+            values = values | {"sort_date": min(row.sort_date, _sort_date(entry, row.first_seen))}
             conn.execute(entries.update().where(entries.c.id == row.id), values)
             stored[khash] = row._replace(content_hash=chash, sort_date=values["sort_date"])
             updated += 1
             changed = True
             continue
-        if not values:
-            values = _entry_values(entry, chash)
         if changed:
             found = find_cluster(conn, values, near.get(entry.key))
         else:
@@ -203,8 +216,11 @@ def near_matches(
 
     Candidates are the indexed entries of other feeds sharing LSH bands with an entry,
     most shared first (at most dedupe.MAX_CANDIDATES each); dedupe.best_match verifies
-    them. The database counts the shared bands; the feed's own indexed entries are left
-    out here rather than by a join, which would read an entries row per shared band.
+    them. Each band contributes its dedupe.BAND_READ newest entries only: phrases every
+    article uses ("...에 따르면", "according to") make a few bands hold thousands of
+    entries, and reading them all made the lookup grow with the index. A real duplicate
+    shares many bands, so it is still found through the others. The feed's own indexed
+    entries are left out here rather than by a join (an entries row per shared band).
     """
     own = set(
         conn.execute(
@@ -213,18 +229,13 @@ def near_matches(
             .where(entries.c.feed_name == feed_name)
         ).scalars()
     )
-    shared = (
-        sa.select(near_bands.c.entry_id)
-        .where(near_bands.c.band.in_(sa.bindparam("bands", expanding=True)))
-        .group_by(near_bands.c.entry_id)
-        .order_by(sa.func.count().desc(), near_bands.c.entry_id.desc())
-        .limit(dedupe.MAX_CANDIDATES + len(own))
-    )
     tops: dict[str, list[int]] = {}
     for key, fp in fingerprints.items():
         if fp is not None:
-            ranked = conn.execute(shared, {"bands": sorted(set(fp.bands))}).scalars()
-            top = [i for i in ranked if i not in own][: dedupe.MAX_CANDIDATES]
+            bands = sorted(set(fp.bands))
+            params = {f"b{i}": bands[i] if i < len(bands) else None for i in range(_BANDS)}
+            ranked = conn.execute(_RANKED, params | {"n": dedupe.MAX_CANDIDATES + len(own)})
+            top = [i for i in ranked.scalars().all() if i not in own][: dedupe.MAX_CANDIDATES]
             if top:
                 tops[key] = top
     docs: dict[int, Any] = {}
@@ -256,6 +267,30 @@ def near_matches(
     return found
 
 
+_BANDS = 2 * dedupe.BANDS  # the text's bands and the lead's
+#: Entry ids sharing each of an entry's bands, newest first, at most BAND_READ per band.
+_SHARED = sa.union_all(
+    *(
+        sa.select(
+            sa.select(near_bands.c.entry_id)
+            .where(near_bands.c.band == sa.bindparam(f"b{i}"))
+            .order_by(near_bands.c.entry_id.desc())
+            .limit(dedupe.BAND_READ)
+            .subquery(f"s{i}")
+            .c.entry_id
+        )
+        for i in range(_BANDS)
+    )
+).subquery("shared")
+#: ...counted: the entries sharing the most bands first, the newest first among equals.
+_RANKED = (
+    sa.select(_SHARED.c.entry_id)
+    .group_by(_SHARED.c.entry_id)
+    .order_by(sa.func.count().desc(), _SHARED.c.entry_id.desc())
+    .limit(sa.bindparam("n"))
+)
+
+
 def new_cluster(conn: Connection, feed_name: str, key: str, now: datetime) -> int:
     guid = f"urn:uuid:{uuid.uuid5(GUID_NAMESPACE, feed_name + chr(10) + key)}"
     result = conn.execute(clusters.insert(), {"guid": guid, "first_seen": now})
@@ -267,7 +302,7 @@ def new_cluster(conn: Connection, feed_name: str, key: str, now: datetime) -> in
 def fingerprints(
     conn: Connection,
     feed_name: str,
-    batch: Sequence[ParsedEntry],
+    prepared: dict[str, dedupe.Prepared],
     stored: dict[str, Stored],
     now: datetime,
 ) -> dict[str, dedupe.Fingerprint | None]:
@@ -275,15 +310,11 @@ def fingerprints(
 
     Boilerplate is learnt from the feed's stored entries and from the batch itself
     (a feed's first poll already shows its footer many times); the batch's segments
-    are then counted for later polls.
+    are then counted for later polls. A prepared fingerprint is kept when it left out
+    the same segments, which is always so on a feed's first poll.
     """
-    by_hash = {dedupe.key_hash(e.key): e for e in batch}
-    fresh = {
-        e.key: dedupe.segments(e.content_html or e.summary_html)
-        for h, e in by_hash.items()
-        if h not in stored
-    }
-    hashes = {key: {dedupe.segment_hash(s) for s in segs} for key, segs in fresh.items()}
+    fresh = {key: p for key, p in prepared.items() if p.key_hash not in stored}
+    hashes = {key: p.segment_hashes for key, p in fresh.items()}
     batch_counts = Counter(h for hs in hashes.values() for h in hs)
     counts: dict[int, int] = {}
     for chunk in _chunks(list(batch_counts)):
@@ -295,7 +326,12 @@ def fingerprints(
         counts.update({row.segment: row.entries for row in rows})
     common = dedupe.recurring_segments(hashes, counts)
     count_segments(conn, feed_name, batch_counts, now)
-    return {key: dedupe.fingerprint(segs, common[key]) for key, segs in fresh.items()}
+    return {
+        key: p.fingerprint
+        if common[key] == p.assumed_common
+        else dedupe.fingerprint(p.segments, common[key])
+        for key, p in fresh.items()
+    }
 
 
 def count_segments(conn: Connection, feed_name: str, counts: Counter[int], now: datetime) -> None:
@@ -349,10 +385,15 @@ def record_placements(
             for i, fp in indexed
         ],
     )
-    conn.execute(
-        near_bands.insert(),
-        [{"band": b, "entry_id": i} for i, fp in indexed for b in set(fp.bands)],
-    )
+    rows = [{"band": b, "entry_id": i} for i, fp in indexed for b in set(fp.bands)]
+    # Straight to the driver: SQLAlchemy's per-row parameter handling cost more than the
+    # inserts themselves (64 rows per entry; both columns are plain integers).
+    compiled = near_bands.insert().compile(dialect=conn.dialect)
+    if compiled.positiontup:
+        names = compiled.positiontup
+        conn.exec_driver_sql(compiled.string, [tuple(r[n] for n in names) for r in rows])
+    else:
+        conn.exec_driver_sql(compiled.string, rows)
 
 
 def prune_near(conn: Connection, now: datetime) -> None:
@@ -380,13 +421,13 @@ def _sort_date(entry: ParsedEntry, first_seen: datetime) -> datetime:
     return min(entry.published or first_seen, first_seen)
 
 
-def _entry_values(entry: ParsedEntry, chash: str) -> dict[str, Any]:
+def _entry_values(entry: ParsedEntry, chash: str, text_hash: str | None) -> dict[str, Any]:
     return {
         "guid": entry.guid,
         "link": entry.link,
         "norm_link": dedupe.normalize_url(entry.link),
         "guid_key": dedupe.guid_key(entry.guid),
-        "text_hash": dedupe.text_hash(entry),
+        "text_hash": text_hash,
         "content_hash": chash,
         "title": entry.title,
         "author": entry.author,

@@ -1,0 +1,82 @@
+"""Parsing in worker processes, so that parsing (CPU) and storing (database) use every core.
+
+Parsing a body and preparing its entries for deduplication need nothing but the body;
+storing needs the database and happens in the main process, one feed after another. While
+the main process stores one feed, worker processes parse the next bodies of the batch. A
+batch with few bodies is parsed in place: handing work over costs more than it saves then.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import datetime
+
+from aggregator import dedupe, parse
+from aggregator.models import ParsedFeed
+
+#: body, URL (for relative links), Content-Type, feed time zone, now; None: nothing to parse.
+ParseArgs = tuple[bytes, str, str | None, str | None, datetime] | None
+Parsed = tuple[ParsedFeed, dict[str, dedupe.Prepared]]
+
+#: Worker processes; the main process, busy with the database, makes one more.
+WORKERS = min(2, os.cpu_count() or 1)
+#: Fewer bodies than this in a batch are parsed in the main process (starting the workers
+#: costs about a second on a busy 2-core machine).
+MIN_BODIES = 16
+#: Bodies handed to the workers ahead of the one being stored (bounds the memory held).
+AHEAD = 2 * WORKERS + 2
+
+
+def parse_and_prepare(
+    body: bytes, url: str, content_type: str | None, timezone: str | None, now: datetime
+) -> Parsed:
+    """Everything of absorbing a body that needs only the body (raises parse.ParseError)."""
+    parsed = parse.parse_feed(body, url=url, content_type=content_type, timezone=timezone, now=now)
+    return parsed, dedupe.prepare(parsed.entries)
+
+
+@dataclass(frozen=True)
+class Parsing:
+    """One body's parse: under way in a worker process (`future`), else done on demand."""
+
+    args: tuple[bytes, str, str | None, str | None, datetime]
+    future: Future[Parsed] | None = None
+
+    def result(self) -> Parsed:
+        if self.future is not None:
+            try:
+                return self.future.result()
+            except BrokenProcessPool:
+                pass  # a worker died (killed, out of memory): parse here instead
+        return parse_and_prepare(*self.args)
+
+
+def parse_ahead(jobs: Sequence[ParseArgs]) -> Iterator[Parsing | None]:
+    """Each job's Parsing, in order (None for a job with nothing to parse).
+
+    The workers live as long as the iteration: between cycles a daemon holds no idle
+    processes. A worker that dies only sends its bodies back to the main process.
+    """
+    todo = [i for i, args in enumerate(jobs) if args is not None]
+    if len(todo) < MIN_BODIES or WORKERS < 2:
+        for args in jobs:
+            yield None if args is None else Parsing(args)
+        return
+    context = multiprocessing.get_context("forkserver")  # the daemon has threads: no fork
+    context.set_forkserver_preload([__name__])
+    with ProcessPoolExecutor(WORKERS, mp_context=context) as pool:
+        queue = iter(todo)
+        futures: dict[int, Future[Parsed]] = {}
+        broken = False
+        for i, args in enumerate(jobs):
+            while not broken and len(futures) < AHEAD and (j := next(queue, None)) is not None:
+                try:
+                    futures[j] = pool.submit(parse_and_prepare, *jobs[j])  # type: ignore[misc]
+                except BrokenProcessPool:
+                    broken = True
+            yield None if args is None else Parsing(args, futures.pop(i, None))
