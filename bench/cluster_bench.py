@@ -13,14 +13,14 @@ machine hits every k alike), the benchmark
 2. starts k real `aggregator --log-format json run --no-serve` processes with one config
    (tick 0.5 s, interval and min_interval 1 h so each feed is due exactly once, fetch.batch
    25, fetch.concurrency 32 and fetch.per_host 64, its maximum: the one farm host plays every
-   provider, and the daemons divide the per-host limit among themselves, 64/k each);
+   provider, and its 64 slots (table host_slots) are shared by all the daemons);
 3. measures the wall time from starting the daemons until every feed has been fetched and
    stored (`feeds.last_polled` set on every row: it is written in the same transaction as the
    feed's entries), then waits 1 s more so that a double poll would show, and SIGTERMs them.
 
 While the daemons work it samples, every 50 ms, PostgreSQL's lock table for the advisory lock
-that serialises story assignment (store.cluster_lock, held for the whole store_entries
-transaction), and reads /proc for CPU time (machine, daemons, their PostgreSQL backends, the
+that serialises story assignment (store.cluster_lock, held from the story lookups to the
+end of each store_entries transaction), and reads /proc for CPU time (machine, daemons, their PostgreSQL backends, the
 farm) and each daemon's peak RSS (VmHWM). Every fetch is logged by the daemon that made it
 (`event: "feed"`); the logs of all daemons together show how many feeds each daemon polled
 and whether any feed was fetched twice.
@@ -409,7 +409,7 @@ def render(
         " bench.run), served from its own process on 127.0.0.1.",
         f"PostgreSQL {args.pg_version} on the same machine, a fresh schema per measurement."
         f" Daemons: tick 0.5 s, interval 1 h, fetch.batch {args.batch}, fetch.concurrency 32,"
-        " fetch.per_host 64 (cluster-wide, divided among the daemons).",
+        " fetch.per_host 64 (slots shared by every daemon of the cluster).",
         f"Wall time: from starting the daemons until every feed is fetched and stored"
         f" (daemon start-up, about {_median([m.startup for m in results]):.1f} s, included)."
         f" 1-min load average {args.load_before:.2f} before, {load_average():.2f} after.",
