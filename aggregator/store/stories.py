@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from aggregator import dedupe
 from aggregator.models import ParsedEntry
+from aggregator.store import bulk
 from aggregator.store.schema import (
     GUID_NAMESPACE,
     clusters,
@@ -234,8 +235,8 @@ def near_matches(
         if fp is not None:
             bands = sorted(set(fp.bands))
             params = {f"b{i}": bands[i] if i < len(bands) else None for i in range(_BANDS)}
-            ranked = conn.execute(_RANKED, params | {"n": dedupe.MAX_CANDIDATES + len(own)})
-            top = [i for i in ranked.scalars().all() if i not in own][: dedupe.MAX_CANDIDATES]
+            ranked = bulk.scalars(conn, _RANKED, params | {"n": dedupe.MAX_CANDIDATES + len(own)})
+            top = [i for i in ranked if i not in own][: dedupe.MAX_CANDIDATES]
             if top:
                 tops[key] = top
     docs: dict[int, Any] = {}
@@ -337,19 +338,12 @@ def fingerprints(
 def count_segments(conn: Connection, feed_name: str, counts: Counter[int], now: datetime) -> None:
     if not counts:
         return
-    insert = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
-    stmt = insert(feed_segments)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["feed_name", "segment"],
-        set_={
-            "entries": feed_segments.c.entries + stmt.excluded.entries,
-            "last_seen": stmt.excluded.last_seen,
-        },
-    )
-    conn.execute(
-        stmt,
+    seen = bulk.db_time(conn, now)
+    bulk.executemany(
+        conn,
+        _UPSERT_SEGMENTS[conn.dialect.name],
         [
-            {"feed_name": feed_name, "segment": h, "entries": n, "last_seen": now}
+            {"feed_name": feed_name, "segment": h, "entries": n, "last_seen": seen}
             for h, n in counts.items()
         ],
     )
@@ -363,37 +357,47 @@ def record_placements(
     """Why each new entry is in its story, and its rows in the near-duplicate index."""
     if not placed:
         return
-    conn.execute(
-        entry_matches.insert(),
+    bulk.executemany(
+        conn,
+        _INSERT_MATCH,
         [
             {"entry_id": i, "rule": m.rule, "score": m.score, "other_id": m.other}
             for i, m, _ in placed
         ],
     )
     indexed = [(i, fp) for i, _, fp in placed if fp is not None]
-    if not indexed:
-        return
-    conn.execute(
-        near_docs.insert(),
+    seen = bulk.db_time(conn, now)
+    bulk.executemany(
+        conn,
+        _INSERT_DOC,
         [
-            {
-                "entry_id": i,
-                "seen": now,
-                "text": fp.text,
-                "numbers": " ".join(sorted(fp.numbers)),
-            }
+            {"entry_id": i, "seen": seen, "text": fp.text, "numbers": " ".join(sorted(fp.numbers))}
             for i, fp in indexed
         ],
     )
-    rows = [{"band": b, "entry_id": i} for i, fp in indexed for b in set(fp.bands)]
-    # Straight to the driver: SQLAlchemy's per-row parameter handling cost more than the
-    # inserts themselves (64 rows per entry; both columns are plain integers).
-    compiled = near_bands.insert().compile(dialect=conn.dialect)
-    if compiled.positiontup:
-        names = compiled.positiontup
-        conn.exec_driver_sql(compiled.string, [tuple(r[n] for n in names) for r in rows])
-    else:
-        conn.exec_driver_sql(compiled.string, rows)
+    bulk.executemany(
+        conn, _INSERT_BAND, [{"band": b, "entry_id": i} for i, fp in indexed for b in set(fp.bands)]
+    )
+
+
+def _upsert_segments(insert: Any) -> Any:
+    stmt = insert(feed_segments)
+    return stmt.on_conflict_do_update(
+        index_elements=["feed_name", "segment"],
+        set_={
+            "entries": feed_segments.c.entries + stmt.excluded.entries,
+            "last_seen": stmt.excluded.last_seen,
+        },
+    )
+
+
+_UPSERT_SEGMENTS = {
+    "sqlite": _upsert_segments(sqlite_insert),
+    "postgresql": _upsert_segments(postgresql_insert),
+}
+_INSERT_MATCH = entry_matches.insert()
+_INSERT_DOC = near_docs.insert()
+_INSERT_BAND = near_bands.insert()
 
 
 def prune_near(conn: Connection, now: datetime) -> None:
