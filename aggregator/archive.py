@@ -37,7 +37,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from aggregator.config import FeedConfig
 from aggregator.models import PublishedItem
 from aggregator.publish import ARCHIVE_DIR, write_atomic
 
@@ -46,17 +45,6 @@ log = logging.getLogger(__name__)
 STATE_FILE = f"{ARCHIVE_DIR}/.state.json"
 _ATOM = "{http://www.w3.org/2005/Atom}"
 _ATOM_PAGE = re.compile(r"^atom-(\d+)\.xml$")
-#: What decides how an item of this provider is cut and credited (see policy).
-_TERMS_FIELDS = {
-    "redistribution",
-    "author",
-    "excerpt_length",
-    "priority",
-    "images",
-    "credit",
-    "noindex",
-    "credit_template",
-}
 
 
 @dataclass(frozen=True)
@@ -67,7 +55,7 @@ class Page:
     number: int
     guids: tuple[str, ...]
     noindex: bool = False
-    #: provider name -> `terms_fingerprint` when the page was rendered.
+    #: provider name -> `policy.terms_fingerprint` when the page was rendered.
     terms: Mapping[str, str] = field(default_factory=dict)
     #: The open page's `N-hash` (see `open_reference`); None for a complete page.
     name: str | None = None
@@ -104,14 +92,6 @@ def sort_key(item: PublishedItem) -> tuple[object, str]:
 def rules_fingerprint(rules: object) -> str:
     """A short hash of `rules` (JSON-able: its text must not depend on set order)."""
     return hashlib.sha256(json.dumps(rules, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
-
-
-def terms_fingerprint(feed: FeedConfig | None) -> str:
-    """A short hash of what decides how this provider's items are cut; "" once removed."""
-    if feed is None or feed.redistribution == "none":
-        return ""
-    data = json.dumps(feed.model_dump(include=_TERMS_FIELDS), sort_keys=True, default=str)
-    return hashlib.sha256(data.encode("utf-8")).hexdigest()[:16]
 
 
 def providers(items: Iterable[PublishedItem]) -> set[str]:

@@ -15,12 +15,13 @@ from collections.abc import Container, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 from html import unescape
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import nh3
 import xxhash
-from datasketch import MinHash  # type: ignore[import-untyped]
 
 from aggregator.models import ParsedEntry
 
@@ -280,13 +281,19 @@ def shingles(text: str) -> frozenset[int]:
     return frozenset(map(xxhash.xxh32_intdigest, map(str.encode, grams)))
 
 
-_PERMUTATIONS = MinHash(num_perm=NUM_PERM, seed=1).permutations
+@cache
+def _minhash() -> tuple[type[Any], Any]:
+    """datasketch (with numpy, ~47 MB) is loaded on first use: publishing never needs it."""
+    from datasketch import MinHash  # type: ignore[import-untyped]
+
+    return MinHash, MinHash(num_perm=NUM_PERM, seed=1).permutations
 
 
 def bands(shingle_set: frozenset[int], seed: int = 0) -> tuple[int, ...]:
     """LSH band keys of a shingle set; `seed` keeps the text's and the lead's keys apart."""
-    minhash = MinHash(
-        num_perm=NUM_PERM, permutations=_PERMUTATIONS, scheme="affine32", hashfunc=int
+    minhash_type, permutations = _minhash()
+    minhash = minhash_type(
+        num_perm=NUM_PERM, permutations=permutations, scheme="affine32", hashfunc=int
     )
     minhash.update_batch(list(shingle_set))
     values = minhash.hashvalues

@@ -349,33 +349,44 @@ def _parse_args(
 
 #: Stories read from the store at once while publishing: each read ranks every story again
 #: (~0.1 s for 25,000), and a page of entries with their bodies is ~5 MB per 1,000.
-PUBLISH_PAGE = 5000
+PUBLISH_PAGE = 10000
 
 
 def collect_items(config: Config, store: Store) -> Iterator[PublishedItem]:
     """Every publishable story cut to its terms, newest story first (the store's order).
 
     Lazy, a page of clusters at a time: publishing reads only as far as its outputs need
-    (the merged feed, each channel, the archive's catch-up; see aggregator.site).
+    (the merged feed, each channel, the archive's catch-up; see aggregator.site). An item
+    whose entries and terms are as at the last publish is not built again (policy.memo).
     """
     allowed = {f.name: f for f in config.feeds if f.redistribution != "none"}
-    offset = 0
-    while batch := store.latest_clusters(list(allowed), config.output.limit, offset):
+    terms = {f.name: policy.terms_fingerprint(f) for f in config.feeds}
+    language, memo = config.output.language, policy.PUBLISHED
+    memo.start()
+    page, offset = min(config.output.limit, PUBLISH_PAGE), 0
+    while batch := store.latest_clusters(list(allowed), page, offset):
         offset += len(batch)
-        for members in batch:
-            item, reason = policy.build_item(members, allowed, config.output.language)
+        last = len(batch) < page
+        batch.reverse()
+        while batch:  # each story's entries are let go once its item is built
+            members = batch.pop()
+            item, reason = memo.build(members, allowed, language, terms)
             if item is None:
                 log.debug("not published: %s (%s)", members[0].link or members[0].key, reason)
             else:
                 yield item
+        if last:
+            break
 
 
 def reload_items(config: Config, store: Store, guids: Sequence[str]) -> list[PublishedItem]:
-    """The published items of these story guids as the terms cut them now (archive pages)."""
+    """The published items of these story guids as the terms cut them now (archive pages).
+
+    One read for the whole page, not one per story."""
     allowed = {f.name: f for f in config.feeds if f.redistribution != "none"}
+    found = store.latest_clusters(list(allowed), len(guids), guids=guids) if guids else []
     items = []
-    for guid in guids:
-        members = [m for m in store.find_entries(guid) if m.cluster_guid == guid]
+    for members in found:
         item, _ = policy.build_item(members, allowed, config.output.language)
         if item is not None:
             items.append(item)

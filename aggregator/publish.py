@@ -20,13 +20,15 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 
 from aggregator.config import OutputConfig
 from aggregator.formats import (
@@ -49,6 +51,7 @@ __all__ = [
     "OUTPUT_FILES",
     "Section",
     "archive_name",
+    "documents",
     "headers_file",
     "public_url",
     "publish",
@@ -56,6 +59,7 @@ __all__ = [
     "render_archive_page",
     "rights_statement",
     "write_atomic",
+    "write_files",
 ]
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -66,6 +70,8 @@ HEADERS_FILE = "_headers"
 ARCHIVE_DIR = "archive"
 #: The formats that get RFC 5005 archive pages (JSON Feed has no archive standard).
 ARCHIVED = ("feed.xml", "atom.xml")
+#: Threads writing and syncing files at once (see `write_files`).
+WRITERS = 16
 
 
 def write_atomic(path: Path, data: bytes) -> bool:
@@ -74,9 +80,71 @@ def write_atomic(path: Path, data: bytes) -> bool:
     The temp file lives in the same directory so `os.replace` is a same-filesystem rename:
     readers see the old file or the new one, never a mix. Any failure removes the temp file.
     """
+    return bool(write_files({path: data}))
+
+
+def write_files(files: Mapping[Path, bytes]) -> list[Path]:
+    """`write_atomic` for many files at once (see `Staged`); the paths whose bytes changed."""
+    with Staged() as batch:
+        for path, data in files.items():
+            batch.add(path, data)
+        return batch.commit()
+
+
+class Staged:
+    """Files replaced atomically together: each is staged as it comes, all renamed at the end.
+
+    `add` writes the bytes to a temp file beside the target and fsyncs it, in a few threads
+    at once: the disk then commits hundreds of files (archive pages) in a few journal flushes
+    instead of one each, and the caller can drop each document once it is handed over, so a
+    large site is never in memory whole. `commit` renames every staged file (unchanged ones
+    were skipped) and fsyncs their folders. Leaving the `with` block without a commit, or any
+    failure, removes the temp files: every target is then as it was or replaced whole.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(WRITERS)
+        self._staged: list[tuple[Path, Future[str]]] = []
+
+    def __enter__(self) -> Staged:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True)
+        for _, future in self._staged:  # left after a failure (commit empties the list)
+            if future.exception() is None:  # staged; one renamed already is simply gone
+                with contextlib.suppress(OSError):
+                    os.unlink(future.result())
+        self._staged.clear()
+
+    def add(self, path: Path, data: bytes) -> None:
+        if not _holds(path, data):
+            self._staged.append((path, self._pool.submit(_stage, path, data)))
+
+    def commit(self) -> list[Path]:
+        """Rename every staged file into place; the paths whose bytes changed."""
+        for _, future in self._staged:
+            future.result()  # the first failure raises; __exit__ removes the temp files
+        done: list[Path] = []
+        for path, future in self._staged:
+            os.replace(future.result(), path)  # on failure, __exit__ removes the rest
+            done.append(path)
+        self._staged.clear()
+        for folder in dict.fromkeys(path.parent for path in done):
+            _fsync_dir(folder)
+        return done
+
+
+def _holds(path: Path, data: bytes) -> bool:
     try:
-        if path.read_bytes() == data:
-            return False
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except FileNotFoundError:
+        return False
+
+
+def _stage(path: Path, data: bytes) -> str:
+    """A synced temp file beside `path` holding `data`, with `path`'s mode (else 0644)."""
+    try:
         mode = path.stat().st_mode & 0o777
     except FileNotFoundError:
         mode = 0o644  # mkstemp's 0600 would hide the file from the web server
@@ -87,13 +155,11 @@ def write_atomic(path: Path, data: bytes) -> bool:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
-    return True
+    return tmp
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -122,13 +188,16 @@ def publish(
     now: datetime | None = None,
 ) -> list[Path]:
     """Write all output formats and `_headers` into `out_dir`; return the paths whose bytes
-    changed. All documents are rendered before the first write, so a rendering error writes
-    nothing. (The whole site, channels and archives included, is `aggregator.site`.)"""
-    docs = render(items, output, now)
+    changed. All documents are rendered and staged before the first rename, so a rendering
+    error changes nothing. (The whole site, channels and archives included, is
+    `aggregator.site`.)"""
     noindex = any(item.noindex for item in items)
-    docs[HEADERS_FILE] = headers_file(_noindex_paths(output) if noindex else [])
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [out_dir / name for name, data in docs.items() if write_atomic(out_dir / name, data)]
+    with Staged() as batch:
+        for name, data in documents(items, output, now):
+            batch.add(out_dir / name, data)
+        batch.add(out_dir / HEADERS_FILE, headers_file(_noindex_paths(output) if noindex else []))
+        return batch.commit()
 
 
 def render(
@@ -139,7 +208,21 @@ def render(
     prev_archive: int | str | None = None,
     sections: Sequence[Section] = (),
 ) -> dict[str, bytes]:
-    """feed.xml, atom.xml, feed.json and index.html of one output, by file name.
+    """feed.xml, atom.xml, feed.json and index.html of one output, by file name (see
+    `documents`)."""
+    return dict(documents(items, output, now, prev_archive=prev_archive, sections=sections))
+
+
+def documents(
+    items: Sequence[PublishedItem],
+    output: OutputConfig,
+    now: datetime | None = None,
+    *,
+    prev_archive: int | str | None = None,
+    sections: Sequence[Section] = (),
+) -> Iterator[tuple[str, bytes]]:
+    """feed.xml, atom.xml, feed.json and index.html of one output, each rendered when asked
+    for (a 10,000-item output is ~100 MB of documents: `Staged` takes them one at a time).
 
     The feeds' own timestamps (RSS lastBuildDate, Atom feed updated) are the newest item's
     `updated` time, not the wall clock: an unchanged item set then yields byte-identical
@@ -158,12 +241,11 @@ def render(
             links.append(("prev-archive", public_url(output, archive_name(kind, prev_archive))))
         return Extras(tuple(links))
 
-    return {
-        "feed.xml": rss(xml_items, output, updated, "feed.xml", extras("feed.xml")),
-        "atom.xml": atom(xml_items, output, updated, "atom.xml", extras("atom.xml")),
-        "feed.json": json_feed(items, output, noindex),
-        "index.html": _html(items, output, now, noindex, sections),
-    }
+    yield "feed.xml", rss(xml_items, output, updated, "feed.xml", extras("feed.xml"))
+    yield "atom.xml", atom(xml_items, output, updated, "atom.xml", extras("atom.xml"))
+    del xml_items
+    yield "feed.json", json_feed(items, output, noindex)
+    yield "index.html", _html(items, output, now, noindex, sections)
 
 
 def archive_name(kind: str, page: int | str) -> str:
@@ -221,6 +303,24 @@ def _html(
     noindex: bool,
     sections: Sequence[Section],
 ) -> bytes:
+    page = _template().generate(
+        output=output,
+        description=description(output),
+        items=items,
+        generated=now,
+        rights=rights_statement(output),
+        noindex=noindex,
+        sections=sections,
+    )
+    out = bytearray()  # encoded as it comes: the page as one str would be twice its bytes
+    for piece in page:
+        out += piece.encode("utf-8")
+    return bytes(out)
+
+
+@cache
+def _template() -> Template:
+    """index.html's template, compiled once per process (each output, each publish uses it)."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=True,
@@ -231,13 +331,4 @@ def _html(
     )
     env.filters["rfc3339"] = lambda dt: aware(dt).isoformat()
     env.filters["display_date"] = lambda dt: aware(dt).strftime("%Y-%m-%d %H:%M %Z").strip()
-    page = env.get_template("index.html.j2").render(
-        output=output,
-        description=description(output),
-        items=items,
-        generated=now,
-        rights=rights_statement(output),
-        noindex=noindex,
-        sections=sections,
-    )
-    return page.encode("utf-8")
+    return env.get_template("index.html.j2")

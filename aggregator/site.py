@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from aggregator import archive, channels, opml
+from aggregator import archive, channels, opml, policy
 from aggregator.channels import ChannelConfig
 from aggregator.config import Config, OutputConfig
 from aggregator.models import PublishedItem
@@ -29,13 +29,14 @@ from aggregator.publish import (
     HEADERS_FILE,
     OUTPUT_FILES,
     Section,
+    Staged,
     archive_name,
+    documents,
     headers_file,
     public_url,
-    render,
     render_archive_page,
     url_path,
-    write_atomic,
+    write_files,
 )
 
 #: A channel reads at most this many times its limit of the newest stories (at least
@@ -118,7 +119,7 @@ def publish_site(
     config: Config, stream: Iterable[PublishedItem], reload: Reload, now: datetime
 ) -> Result:
     replay = _Replay(stream)
-    terms = {f.name: archive.terms_fingerprint(f) for f in config.feeds}
+    terms = {f.name: policy.terms_fingerprint(f) for f in config.feeds}
     root = config.output_dir
     written: list[Path] = []
     changed: list[str] = []
@@ -139,12 +140,12 @@ def publish_site(
         if not out.folder:
             merged = done.items
     homes = {i.provider: i.provider_link for i in replay.seen if i.provider_link}
-    for name, data in (
-        (opml.SOURCES_FILE, opml.render_sources(config, homes)),
-        (HEADERS_FILE, headers_file(noindex)),
-    ):
-        if write_atomic(root / name, data):
-            written.append(root / name)
+    written += write_files(
+        {
+            root / opml.SOURCES_FILE: opml.render_sources(config, homes),
+            root / HEADERS_FILE: headers_file(noindex),
+        }
+    )
     return Result(merged, written, changed)
 
 
@@ -173,28 +174,31 @@ def _publish_output(
         items = sorted(unarchived, key=archive.sort_key, reverse=True)[:limit]
         if out.rules is not None:
             archive.save(out_dir, replace(state, rules=rules, remembered=tuple(items)))
-        return _Done(items, _write(out_dir, render(items, out.config, now, sections=sections)), [])
+        docs = documents(items, out.config, now, sections=sections)
+        return _Done(items, _write(out_dir, docs), [])
     plan = archive.plan(unarchived, limit, size)
-    docs: dict[str, bytes] = {}
     pages = list(state.pages)
-    for i, page in enumerate(pages):  # a missing page, or one under changed terms
-        if archive.stale(page, terms) or not _exists(out_dir, page.ref):
-            again = sorted(reload(page.guids), key=archive.sort_key, reverse=True)
-            docs |= render_archive_page(again, out.config, page.number, _before(pages[:i]))
-            pages[i] = archive.page_of(page.number, again, terms, page.guids)
-    for chunk in plan.pages:
-        number = (pages[-1].number if pages else 0) + 1
-        docs |= render_archive_page(chunk, out.config, number, _before(pages))
-        pages.append(archive.page_of(number, chunk, terms, [i.guid for i in chunk]))
-    opened = None
-    if plan.open_page:
-        number = (pages[-1].number if pages else 0) + 1
-        name = archive.open_reference(number, plan.open_page, terms)
-        guids = [i.guid for i in plan.open_page]
-        opened = archive.page_of(number, plan.open_page, terms, guids, name)
-        if not _exists(out_dir, name):  # an open page, too, is written once per name
-            docs |= render_archive_page(plan.open_page, out.config, name, _before(pages))
-    written = _write(out_dir, docs)
+    with Staged() as batch:  # each page is staged as it is rendered, all renamed at the end
+        for i, page in enumerate(pages):  # a missing page, or one under changed terms
+            if archive.stale(page, terms) or not _exists(out_dir, page.ref):
+                again = sorted(reload(page.guids), key=archive.sort_key, reverse=True)
+                before = _before(pages[:i])
+                _stage(batch, out_dir, render_archive_page(again, out.config, page.number, before))
+                pages[i] = archive.page_of(page.number, again, terms, page.guids)
+        for chunk in plan.pages:
+            number = (pages[-1].number if pages else 0) + 1
+            _stage(batch, out_dir, render_archive_page(chunk, out.config, number, _before(pages)))
+            pages.append(archive.page_of(number, chunk, terms, [i.guid for i in chunk]))
+        opened = None
+        if plan.open_page:
+            number = (pages[-1].number if pages else 0) + 1
+            name = archive.open_reference(number, plan.open_page, terms)
+            guids = [i.guid for i in plan.open_page]
+            opened = archive.page_of(number, plan.open_page, terms, guids, name)
+            if not _exists(out_dir, name):  # an open page, too, is written once per name
+                page_docs = render_archive_page(plan.open_page, out.config, name, _before(pages))
+                _stage(batch, out_dir, page_docs)
+        written = batch.commit()
     gone = None
     if _ref(opened) != _ref(state.open_page):
         gone, new_state = state.replaced, replace(state, open_page=opened, replaced=state.open_page)
@@ -208,7 +212,7 @@ def _publish_output(
         archive.save(out_dir, new_state)  # hidden, not part of the published output
     newest = opened.ref if opened else _before(pages)
     written += _write(
-        out_dir, render(plan.feed, out.config, now, prev_archive=newest, sections=sections)
+        out_dir, documents(plan.feed, out.config, now, prev_archive=newest, sections=sections)
     )
     if gone is not None and gone.ref != newest:
         for kind in ARCHIVED:
@@ -260,11 +264,16 @@ def _exists(out_dir: Path, ref: int | str) -> bool:
     return all((out_dir / archive_name(kind, ref)).is_file() for kind in ARCHIVED)
 
 
-def _write(out_dir: Path, docs: Mapping[str, bytes]) -> list[Path]:
-    written = []
+def _write(out_dir: Path, docs: Iterable[tuple[str, bytes]]) -> list[Path]:
+    """Replace these documents (rendered one by one) together; the paths that changed."""
+    with Staged() as batch:
+        for name, data in docs:
+            _stage(batch, out_dir, {name: data})
+        return batch.commit()
+
+
+def _stage(batch: Staged, out_dir: Path, docs: Mapping[str, bytes]) -> None:
     for name, data in docs.items():
         path = out_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        if write_atomic(path, data):
-            written.append(path)
-    return written
+        batch.add(path, data)

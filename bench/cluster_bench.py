@@ -20,10 +20,10 @@ machine hits every k alike), the benchmark
 
 While the daemons work it samples, every 50 ms, PostgreSQL's lock table for the advisory lock
 that serialises story assignment (store.cluster_lock, held from the story lookups to the
-end of each store_entries transaction), and reads /proc for CPU time (machine, daemons, their PostgreSQL backends, the
-farm) and each daemon's peak RSS (VmHWM). Every fetch is logged by the daemon that made it
-(`event: "feed"`); the logs of all daemons together show how many feeds each daemon polled
-and whether any feed was fetched twice.
+end of each store_entries transaction), and reads /proc for CPU time (machine, daemons,
+their PostgreSQL backends, the farm) and each daemon's peak RSS (VmHWM). Every fetch is
+logged by the daemon that made it (`event: "feed"`); the logs of all daemons together show
+how many feeds each daemon polled and whether any feed was fetched twice.
 
 Results: a Markdown table on stdout and in bench/results/cluster.md. A time budget
 (--budget, default 330 s) drops later runs, and says so, when they would overrun it. Exit code 1

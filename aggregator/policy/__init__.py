@@ -28,21 +28,31 @@ Within a scope the most restrictive signal wins (conflicts fail closed). The fee
 summary default when the feed says nothing) is the ceiling: entry signals only restrict.
 
 Modules: `rights` (signals -> level), `text` (excerpts, images), `item` (representative, cut
-text, credit block, noindex, what was removed).
+text, credit block, noindex, what was removed), `memo` (items a daemon's last publish built).
 """
 
-from aggregator.policy.item import CREDIT_TEMPLATES, build_item, decide, why_not
+from aggregator.policy.item import (
+    CREDIT_TEMPLATES,
+    build_item,
+    decide,
+    terms_fingerprint,
+    why_not,
+)
+from aggregator.policy.memo import PUBLISHED, Memo
 from aggregator.policy.rights import Detection, Signal, detect
 from aggregator.policy.text import excerpt, strip_images
 
 __all__ = [
     "CREDIT_TEMPLATES",
+    "PUBLISHED",
     "Detection",
+    "Memo",
     "Signal",
     "build_item",
     "decide",
     "detect",
     "excerpt",
     "strip_images",
+    "terms_fingerprint",
     "why_not",
 ]

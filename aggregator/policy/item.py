@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +16,27 @@ from aggregator.config import FeedConfig
 from aggregator.models import LEVELS, Decision, PublishedItem, StoredItem
 from aggregator.policy.rights import detect
 from aggregator.policy.text import count_images, excerpt, plain, strip_images
+
+#: What of a provider's config decides how its items are cut and credited: everything
+#: `build_item` reads of a FeedConfig besides its name.
+TERMS_FIELDS = {
+    "redistribution",
+    "author",
+    "excerpt_length",
+    "priority",
+    "images",
+    "credit",
+    "noindex",
+    "credit_template",
+}
+
+
+def terms_fingerprint(feed: FeedConfig | None) -> str:
+    """A short hash of what decides how this provider's items are cut; "" once removed."""
+    if feed is None or feed.redistribution == "none":
+        return ""
+    data = json.dumps(feed.model_dump(include=TERMS_FIELDS), sort_keys=True, default=str)
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()[:16]
 
 
 def decide(feed: FeedConfig, item: StoredItem) -> Decision:
@@ -98,8 +121,14 @@ _WORDS = {
 
 def _fill(template: str, values: Mapping[str, str], literal: Callable[[str], str]) -> str:
     """Substitute the (validated) placeholders; `literal` escapes the template's own text."""
-    parts = Formatter().parse(template)
-    return "".join(literal(text) + (values[name] if name else "") for text, name, _, _ in parts)
+    return "".join(
+        literal(text) + (values[name] if name else "") for text, name in _parts(template)
+    )
+
+
+@lru_cache(maxsize=256)  # a few templates, every item
+def _parts(template: str) -> tuple[tuple[str, str | None], ...]:
+    return tuple((text, name) for text, name, _, _ in Formatter().parse(template))
 
 
 def _credit_line(c: _Candidate, korean: bool, html: bool) -> str:

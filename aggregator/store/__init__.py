@@ -291,28 +291,41 @@ class Store(Coordination):
     # -- reading for publish -------------------------------------------------------------
 
     def latest_clusters(
-        self, feed_names: Sequence[str], limit: int, offset: int = 0
+        self,
+        feed_names: Sequence[str],
+        limit: int,
+        offset: int = 0,
+        *,
+        guids: Sequence[str] | None = None,
     ) -> list[list[StoredItem]]:
-        """Clusters with a member from `feed_names`, newest story first, members loaded."""
+        """Clusters with a member from `feed_names`, newest story first, members loaded.
+
+        With `guids`, only those stories (an archive page read again), in the same order.
+        """
         if not feed_names:
             return []
         story_date = sa.func.min(entries.c.sort_date).label("story_date")
+        top = sa.select(entries.c.cluster_id, story_date).where(
+            entries.c.feed_name.in_(list(feed_names))
+        )
+        if guids is not None:
+            wanted = sa.select(clusters.c.id).where(clusters.c.guid.in_(list(guids)))
+            top = top.where(entries.c.cluster_id.in_(wanted.scalar_subquery()))
         top = (
-            sa.select(entries.c.cluster_id, story_date)
-            .where(entries.c.feed_name.in_(list(feed_names)))
-            .group_by(entries.c.cluster_id)
+            top.group_by(entries.c.cluster_id)
             .order_by(story_date.desc(), entries.c.cluster_id.desc())
             .limit(limit)
             .offset(offset)
         )
         with self.engine.connect() as conn:
             ids = [row.cluster_id for row in conn.execute(top)]
-            if not ids:
-                return []
-            query = _members_query().where(entries.c.cluster_id.in_(ids))
             members: dict[int, list[StoredItem]] = {i: [] for i in ids}
-            for row in conn.execute(query):
-                members[row.cluster_id].append(_stored_item(row._mapping))
+            for chunk in range(0, len(ids), _CHUNK):
+                query = _members_query().where(
+                    entries.c.cluster_id.in_(ids[chunk : chunk + _CHUNK])
+                )
+                for row in conn.execute(query):
+                    members[row.cluster_id].append(_stored_item(row._mapping))
         return [members[i] for i in ids]
 
     def find_entries(self, needle: str) -> list[StoredItem]:
@@ -372,11 +385,16 @@ def _feed_values(state: FeedState, meta: ParsedFeed | None) -> dict[str, Any]:
     return values
 
 
+#: Clusters whose members one statement reads (SQLite allows 32766 bound values).
+_CHUNK = 5000
+
+
 def _members_query() -> sa.Select[Any]:
-    """Entries with their story guid and provider facts, as policy needs them."""
+    """Entries with their story guid and provider facts, as policy needs them (only the
+    columns a StoredItem holds: fewer dates to parse, less text to copy)."""
     return (
         sa.select(
-            entries,
+            *(entries.c[name] for name in _ENTRY_FIELDS),
             clusters.c.guid.label("cluster_guid"),
             feeds.c.url.label("feed_url"),
             feeds.c.title.label("feed_title"),
@@ -392,9 +410,13 @@ def _members_query() -> sa.Select[Any]:
 
 
 _ITEM_FIELDS = {f.name for f in fields(StoredItem)}
+_ENTRY_FIELDS = [c.name for c in entries.columns if c.name in _ITEM_FIELDS]
 
 
 def _stored_item(row: Any) -> StoredItem:
-    values = {k: v for k, v in row.items() if k in _ITEM_FIELDS}
-    values["categories"] = tuple(json.loads(row["categories"] or "[]"))
+    values = dict(row)  # `_members_query` selects exactly the StoredItem fields
+    categories = values["categories"]
+    values["categories"] = (
+        tuple(json.loads(categories)) if categories and categories != "[]" else ()
+    )
     return StoredItem(**values)
