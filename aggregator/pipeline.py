@@ -350,6 +350,8 @@ def _parse_args(
 #: Stories read from the store at once while publishing: each read ranks every story again
 #: (~0.1 s for 25,000), and a page of entries with their bodies is ~5 MB per 1,000.
 PUBLISH_PAGE = 10000
+#: Built items a daemon keeps for its next publish, in multiples of output.limit.
+MEMO_STORIES = 4
 
 
 def collect_items(config: Config, store: Store) -> Iterator[PublishedItem]:
@@ -362,11 +364,14 @@ def collect_items(config: Config, store: Store) -> Iterator[PublishedItem]:
     allowed = {f.name: f for f in config.feeds if f.redistribution != "none"}
     terms = {f.name: policy.terms_fingerprint(f) for f in config.feeds}
     language, memo = config.output.language, policy.PUBLISHED
-    memo.start()
+    memo.start(keep=MEMO_STORIES * config.output.limit)
     page, offset = min(config.output.limit, PUBLISH_PAGE), 0
     while batch := store.latest_clusters(list(allowed), page, offset):
         offset += len(batch)
         last = len(batch) < page
+        # Most publishes stop after the first page; a catch-up reads on in growing pages
+        # (each read ranks every story again).
+        page = min(2 * page, PUBLISH_PAGE)
         batch.reverse()
         while batch:  # each story's entries are let go once its item is built
             members = batch.pop()

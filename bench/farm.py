@@ -211,13 +211,16 @@ class Farm:
         env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
         self.process = subprocess.Popen(args, env=env, cwd=root)
         deadline = time.monotonic() + 300
-        while not ready.exists() or not ready.read_text():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"farm exited with code {self.process.returncode}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("farm did not start within 300 s")
-            time.sleep(0.05)
+        try:  # a signal or a timeout while it starts must not leave it running
+            while not ready.exists() or not ready.read_text():
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"farm exited with code {self.process.returncode}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError("farm did not start within 300 s")
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
         self.base = json.loads(ready.read_text())["url"]
         return self
 

@@ -62,3 +62,34 @@ def test_harness_writes_every_scenario_and_target(tmp_path: Path) -> None:
     assert len(names) == 7 and any("parser floor" in n for n in names)
     table = (out / "latest.md").read_text()
     assert "| cold cycle" in table and "| target (issue 8)" in table
+
+
+def test_memory_bench_runs_a_real_daemon_and_writes_its_peaks(tmp_path: Path) -> None:
+    """`python -m bench.memory` on a tiny farm: both cycles, a clean SIGTERM, every field."""
+    out = tmp_path / "results"
+    tiny = ["--feeds", "5", "--entries", "3", "--quiet", "--time-limit", "240"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.memory", *tiny, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    data = json.loads((out / "memory.json").read_text())
+    assert data["complete"] and data["daemon"]["clean_exit"], data["daemon"]
+    assert data["daemon"]["exit_code"] == 0 and data["daemon"]["errors_logged"] == 0
+    phases = data["phases"]
+    assert list(phases) == ["cold", "later", "shutdown"]
+    for phase in phases.values():
+        assert phase["wall"] is not None and phase["peak_rss_mb"] > 0
+    healthy, entries = data["farm"]["healthy"], data["spec"]["entries"]
+    assert phases["cold"]["entries"] == healthy * entries
+    churned = data["farm"]["churned"] * data["spec"]["churn_entries"]
+    assert phases["later"]["entries"] == healthy * entries + churned
+    assert data["status"]["entries"] == phases["later"]["entries"]
+    target = data["target"]
+    assert target["measured_mb"] > 0 and target["met"] is None  # not at full size
+    table = (out / "memory.md").read_text()
+    assert "| cold cycle" in table and "| target (issue 8)" in table

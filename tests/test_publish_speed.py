@@ -88,7 +88,7 @@ def test_memo_builds_an_item_again_only_when_its_entries_or_terms_changed() -> N
     feeds = {"wire": FeedConfig(name="wire", url="https://wire.example/rss")}
     terms = {"wire": terms_fingerprint(feeds["wire"])}
     memo = Memo()
-    memo.start()
+    memo.start(keep=10)
     first, _ = memo.build([_entry()], feeds, "ko", terms)
     assert first is not None and first.level == "summary" and first.rights
     assert memo.build([_entry()], feeds, "ko", terms)[0] is first  # found, not built
@@ -101,9 +101,21 @@ def test_memo_builds_an_item_again_only_when_its_entries_or_terms_changed() -> N
     english = memo.build([_entry()], feeds, "en", terms)[0]
     assert english is not None and "Source: wire" in english.content_html
     # A publish keeps what the one before it used, and no more.
-    memo.start()
-    memo.start()
+    memo.start(keep=10)
+    memo.start(keep=10)
     assert memo.build([_entry()], feeds, "ko", terms)[0] is not first
+
+
+def test_memo_keeps_only_the_newest_stories_for_the_next_publish() -> None:
+    feeds = {"wire": FeedConfig(name="wire", url="https://wire.example/rss")}
+    terms = {"wire": terms_fingerprint(feeds["wire"])}
+    memo = Memo()
+    memo.start(keep=2)
+    stories = [[_entry(key=f"k{i}", link=f"https://wire.example/{i}")] for i in range(4)]
+    built = [memo.build(s, feeds, "ko", terms)[0] for s in stories]
+    memo.start(keep=2)
+    again = [memo.build(s, feeds, "ko", terms)[0] for s in stories]
+    assert [a is b for a, b in zip(again, built, strict=True)] == [True, True, False, False]
 
 
 def test_stories_read_again_by_guid_are_those_stories_with_all_members(tmp_path: Path) -> None:

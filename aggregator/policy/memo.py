@@ -26,10 +26,16 @@ class Memo:
     def __init__(self) -> None:
         self._last: dict[bytes, Built] = {}
         self._now: dict[bytes, Built] = {}
+        self._keep = 0
 
-    def start(self) -> None:
-        """A new publish: what the one before used stays findable, the rest is let go."""
-        self._last, self._now = self._now, {}
+    def start(self, keep: int) -> None:
+        """A new publish: what the one before used stays findable, the rest is let go.
+
+        Only the first `keep` items a publish builds are kept for the next: those are the
+        newest stories, which every publish reads again. A first publish's archive catch-up
+        (every stored story, once) would otherwise stay in memory for two more cycles.
+        """
+        self._last, self._now, self._keep = self._now, {}, keep
 
     def build(
         self,
@@ -45,7 +51,8 @@ class Memo:
         built = self._now.get(key) or self._last.get(key)
         if built is None:
             built = build_item(members, feeds, language)
-        self._now[key] = built
+        if len(self._now) < self._keep:
+            self._now[key] = built
         return built
 
 
