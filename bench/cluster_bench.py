@@ -58,7 +58,8 @@ from bench.farm import Farm
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_PG = os.environ.get("AGGREGATOR_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-#: aggregator/store.py _CLUSTER_LOCK: pg_advisory_xact_lock(bigint) shows as classid 0, objid.
+#: aggregator.store.coordination CLUSTER_LOCK: pg_advisory_xact_lock(int, hashtext(schema))
+#: shows in pg_locks as classid = the first key, objid = the second (as an unsigned oid).
 CLUSTER_LOCK = 0x61677232
 SAMPLE_EVERY = 0.05
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -149,10 +150,11 @@ def with_options(url: str, **params: str) -> str:
 class LockSampler(threading.Thread):
     """Samples pg_locks: is the story-assignment lock held by one of our daemons, how many wait."""
 
-    def __init__(self, url: str, application: str) -> None:
+    def __init__(self, url: str, application: str, schema: str) -> None:
         super().__init__(daemon=True)
         self.url = url
         self.application = application
+        self.schema = schema
         self.samples = 0
         self.held = 0
         self.foreign = 0  # samples where a session outside this benchmark held the lock
@@ -161,19 +163,18 @@ class LockSampler(threading.Thread):
         self._done = threading.Event()
 
     def run(self) -> None:
-        # Advisory locks are per database, not per schema: sessions of other schemas in the
-        # same database (a test suite, say) take the same key, and are counted apart.
+        # The lock is keyed by schema too, so only this measurement's schema is looked for.
         query = """
             SELECT a.pid, a.application_name = %s, l.granted
             FROM pg_stat_activity a
             LEFT JOIN pg_locks l ON l.pid = a.pid AND l.locktype = 'advisory'
-                AND l.classid = 0 AND l.objid = %s
+                AND l.classid = %s AND l.objid::bigint = (hashtext(%s)::bigint & 4294967295)
             WHERE a.application_name = %s OR l.granted
         """
         with psycopg.connect(libpq(self.url), autocommit=True) as conn:
             while not self._done.is_set():
                 rows = conn.execute(
-                    query, (self.application, CLUSTER_LOCK, self.application)
+                    query, (self.application, CLUSTER_LOCK, self.schema, self.application)
                 ).fetchall()
                 self.samples += 1
                 self.held += any(ours and granted is True for _, ours, granted in rows)
@@ -307,7 +308,7 @@ def measure(
         )
         if migrated.returncode != 0:
             raise RuntimeError(f"aggregator migrate failed: {migrated.stderr.strip()}")
-        sampler = LockSampler(pg, application)
+        sampler = LockSampler(pg, application, schema)
         sampler.start()
         busy0 = machine_busy()
         farm0 = cpu_seconds(farm_pid)
