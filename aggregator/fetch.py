@@ -222,50 +222,75 @@ class HostGate(Protocol):
     async def release(self, host: str) -> None: ...
 
 
+class Fetcher:
+    """One HTTP client and one set of limits for several batches of fetches.
+
+    A cycle fetches its leased batches through one Fetcher, so the next batch can start
+    while the last one's slow feeds finish, and together they never exceed `concurrency`
+    in flight nor `per_host` to one host. The in-process semaphores bound this process;
+    `gate`, when given, also holds a slot of the host for the duration of each request, so
+    the limit holds across processes. It is taken last (after the global slot), so a slot
+    is held only while a request runs. Use it as an async context manager, in one loop.
+    """
+
+    def __init__(self, cfg: FetchConfig, gate: HostGate | None = None) -> None:
+        self.cfg, self.gate = cfg, gate
+        limits = httpx.Limits(
+            max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency
+        )
+        transport = GuardedTransport(limits=limits) if cfg.block_private_networks else None
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            headers={"User-Agent": USER_AGENT, "Accept": ACCEPT},
+            follow_redirects=True,
+            max_redirects=MAX_REDIRECTS,
+            timeout=httpx.Timeout(cfg.timeout, connect=cfg.connect_timeout),
+            limits=limits,
+        )
+        self._global = asyncio.Semaphore(cfg.concurrency)
+        self._hosts: defaultdict[str, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(cfg.per_host)
+        )
+
+    async def __aenter__(self) -> Fetcher:
+        await self._client.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.aclose()
+
+    async def fetch(
+        self,
+        jobs: Sequence[tuple[FeedState, dict[str, str]]],
+        on_done: Callable[[Fetched], object] | None = None,
+    ) -> list[Fetched]:
+        """Fetch every job concurrently within the limits; results in the jobs' order."""
+        return list(await asyncio.gather(*(self._one(s, h, on_done) for s, h in jobs)))
+
+    async def _one(
+        self, state: FeedState, headers: dict[str, str], on_done: Callable[[Fetched], object] | None
+    ) -> Fetched:
+        host = host_of(state.url)
+        async with self._hosts[host], self._global:
+            if self.gate is None:
+                result = await fetch_one(self._client, state, headers, self.cfg)
+            else:
+                await self.gate.acquire(host)
+                try:
+                    result = await fetch_one(self._client, state, headers, self.cfg)
+                finally:
+                    await self.gate.release(host)
+        if on_done is not None:
+            on_done(result)
+        return result
+
+
 async def fetch_all(
     jobs: Sequence[tuple[FeedState, dict[str, str]]],
     cfg: FetchConfig,
     on_done: Callable[[Fetched], object] | None = None,
     gate: HostGate | None = None,
 ) -> list[Fetched]:
-    """Fetch every feed concurrently, at most `per_host` at a time against any one host.
-
-    The in-process semaphores bound this process; `gate`, when given, also holds a slot of
-    the host for the duration of each request, so the limit holds across processes.
-    It is taken last (after the global slot), so a slot is held only while a request runs.
-    """
-    limits = httpx.Limits(
-        max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency
-    )
-    timeout = httpx.Timeout(cfg.timeout, connect=cfg.connect_timeout)
-    global_slots = asyncio.Semaphore(cfg.concurrency)
-    host_slots: defaultdict[str, asyncio.Semaphore] = defaultdict(
-        lambda: asyncio.Semaphore(cfg.per_host)
-    )
-
-    transport = GuardedTransport(limits=limits) if cfg.block_private_networks else None
-    async with httpx.AsyncClient(
-        transport=transport,
-        headers={"User-Agent": USER_AGENT, "Accept": ACCEPT},
-        follow_redirects=True,
-        max_redirects=MAX_REDIRECTS,
-        timeout=timeout,
-        limits=limits,
-    ) as client:
-
-        async def one(state: FeedState, headers: dict[str, str]) -> Fetched:
-            host = host_of(state.url)
-            async with host_slots[host], global_slots:
-                if gate is None:
-                    result = await fetch_one(client, state, headers, cfg)
-                else:
-                    await gate.acquire(host)
-                    try:
-                        result = await fetch_one(client, state, headers, cfg)
-                    finally:
-                        await gate.release(host)
-            if on_done is not None:
-                on_done(result)
-            return result
-
-        return list(await asyncio.gather(*(one(s, h) for s, h in jobs)))
+    """Fetch every feed concurrently, at most `per_host` at a time against any one host."""
+    async with Fetcher(cfg, gate) as fetcher:
+        return await fetcher.fetch(jobs, on_done)

@@ -11,14 +11,18 @@ import asyncio
 import hashlib
 import logging
 import random
+import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from aggregator import fetch, parse, policy, schedule, site, websub
-from aggregator.config import Config, FeedConfig
+from aggregator.config import Config, FeedConfig, FetchConfig
 from aggregator.models import FeedState, Fetched, PublishedItem
 from aggregator.parallel import ParseArgs, Parsing, parse_ahead
 from aggregator.store import LeaseLost, Store
@@ -93,7 +97,7 @@ def run_cycle(
     gate = store.host_gate(owner, config.fetch)
     done, total = 0, len(candidates)
     lease = config.schedule.lease
-    pending: list[str] = []  # this batch's feeds not yet stored
+    pending: list[str] = []  # claimed feeds not yet stored (up to BATCHES_IN_FLIGHT batches)
     renewed = datetime.now(UTC)
 
     def keep_lease() -> None:
@@ -104,41 +108,76 @@ def run_cycle(
             store.renew_leases(owner, pending, current + lease)
             renewed = current
 
-    def fetched_one(_: Fetched) -> None:
+    def fetched_one(_: Fetched) -> None:  # on the fetching thread
         nonlocal done
         done += 1
-        keep_lease()
         if progress is not None:
             progress(done, total)
 
     remaining = list(candidates)
-    while remaining and not stopping():
-        renewed = datetime.now(UTC)
+
+    def claim() -> list[FeedState]:
+        nonlocal remaining, renewed
+        if not remaining or stopping():
+            return []
+        claimed = datetime.now(UTC)
         batch = store.claim(
-            remaining, owner, renewed, lease, forced=forced, limit=config.fetch.batch
+            remaining, owner, claimed, lease, forced=forced, limit=config.fetch.batch
         )
-        if not batch:
-            break
-        pending = [state.name for state in batch]
-        remaining = [name for name in remaining if name not in pending]
-        jobs = [(state, by_name[state.name].headers) for state in batch]
-        results = asyncio.run(fetch.fetch_all(jobs, config.fetch, fetched_one, gate))
-        # Worker processes parse the next bodies while this process stores the current one.
-        bodies = [
-            _parse_args(config, by_name[s.name], s, f, now)
-            for s, f in zip(batch, results, strict=True)
-        ]
-        parses = parse_ahead(bodies)
-        recent = store.recent_dates(state.name for state in batch)
-        for state, fetched, parsing in zip(batch, results, parses, strict=True):
-            keep_lease()
-            feed = by_name[state.name]
-            reports.append(
-                _absorb_logged(
-                    config, store, feed, state, fetched, now, rng, owner, parsing, recent[feed.name]
+        if not pending:  # else the batch in flight holds the older lease, renewed first
+            renewed = claimed
+        names = [state.name for state in batch]
+        pending.extend(names)
+        remaining = [name for name in remaining if name not in names]
+        return batch
+
+    def jobs(batch: list[FeedState]) -> list[tuple[FeedState, dict[str, str]]]:
+        return [(state, by_name[state.name].headers) for state in batch]
+
+    with _Fetching(config.fetch, gate) as fetching:
+        flight: deque[tuple[list[FeedState], Future[list[Fetched]]]] = deque()
+
+        def top_up() -> None:
+            # The next batches' requests start now: their feeds need not wait for this batch's
+            # slowest feed, nor for storing it (the limits are shared, never exceeded).
+            while len(flight) < BATCHES_IN_FLIGHT and (claimed := claim()):
+                flight.append((claimed, fetching.start(jobs(claimed), fetched_one)))
+
+        top_up()
+        while flight:
+            batch, current = flight.popleft()
+            top_up()
+            results = fetching.wait(current, keep_lease)
+            # Worker processes parse the next bodies while this process stores the current one.
+            bodies = [
+                _parse_args(config, by_name[s.name], s, f, now)
+                for s, f in zip(batch, results, strict=True)
+            ]
+            parses = parse_ahead(bodies)
+            recent = store.recent_dates(state.name for state in batch)
+            for state, fetched, parsing in zip(batch, results, parses, strict=True):
+                keep_lease()
+                feed = by_name[state.name]
+                reports.append(
+                    _absorb_logged(
+                        config,
+                        store,
+                        feed,
+                        state,
+                        fetched,
+                        now,
+                        rng,
+                        owner,
+                        parsing,
+                        recent[feed.name],
+                    )
                 )
-            )
-            pending.remove(state.name)
+                pending.remove(state.name)
+            if stopping() and flight:  # a stopping daemon finishes one batch, not all claimed
+                given_back = [state.name for claimed, _ in flight for state in claimed]
+                fetching.drop(flight)
+                store.renew_leases(owner, given_back, datetime.now(UTC))  # free them now
+                pending.clear()
     if forced:
         for name in remaining:
             message = "being polled by another daemon right now"
@@ -154,6 +193,64 @@ def run_cycle(
         extra={"event": "publish", "items": len(items), "written": [p.name for p in written]},
     )
     return CycleReport(tuple(reports), len(items), tuple(written))
+
+
+class _Fetching:
+    """The cycle's fetches, on an event loop in a thread of their own, through one Fetcher:
+    the next batch's requests run while this thread stores the last batch."""
+
+    def __init__(self, cfg: FetchConfig, gate: fetch.HostGate | None) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fetch", daemon=True)
+        self._fetcher = fetch.Fetcher(cfg, gate)
+        self._started: list[Future[list[Fetched]]] = []
+
+    def __enter__(self) -> _Fetching:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._fetcher.__aenter__(), self._loop).result()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            for future in self._started:  # left behind by an error: stop its requests
+                future.cancel()
+            closing = self._fetcher.__aexit__()
+            asyncio.run_coroutine_threadsafe(closing, self._loop).result()
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    def start(
+        self, jobs: list[tuple[FeedState, dict[str, str]]], on_done: Callable[[Fetched], object]
+    ) -> Future[list[Fetched]]:
+        future = asyncio.run_coroutine_threadsafe(self._fetcher.fetch(jobs, on_done), self._loop)
+        self._started.append(future)
+        return future
+
+    def drop(self, flight: deque[tuple[list[FeedState], Future[list[Fetched]]]]) -> None:
+        """Stop fetching these batches (their results are not wanted)."""
+        for _, future in flight:
+            future.cancel()
+            self._started.remove(future)
+        flight.clear()
+
+    def wait(self, future: Future[list[Fetched]], tick: Callable[[], None]) -> list[Fetched]:
+        """The batch's results; `tick` (lease renewal) runs every few seconds meanwhile."""
+        while True:
+            try:
+                results = future.result(timeout=WAIT_TICK)
+            except FutureTimeout:
+                tick()
+                continue
+            self._started.remove(future)
+            return results
+
+
+#: Seconds between lease renewal checks while a batch is being fetched.
+WAIT_TICK = 5.0
+#: Leased batches being fetched at once (each of fetch.batch feeds, within the same limits).
+BATCHES_IN_FLIGHT = 3
 
 
 def _absorb_logged(

@@ -154,3 +154,22 @@ def test_poll_on_a_terminal_shows_progress(tmp_path: Path, feed_server: FeedServ
     assert "published" in text
     plain = run_cli("poll", "--config", str(cfg))
     assert "fetching [" not in plain.stderr + plain.stdout  # not a terminal: no bar
+
+
+def test_a_slow_feed_does_not_hold_back_the_next_batches(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    """Batches overlap: the feeds of later batches are fetched while an earlier one waits."""
+    body = (DATA / "e2e" / "partner.xml").read_bytes()
+    feed_server.routes["/a-slow.xml"] = Route(body, delay=1.5)
+    feeds = [("a-slow", feed_server.url("/a-slow.xml"))]
+    for i in range(1, 6):
+        feed_server.routes[f"/b{i}.xml"] = Route(body.replace(b"/news/", f"/b{i}/".encode()))
+        feeds.append((f"b{i}", feed_server.url(f"/b{i}.xml")))
+    cfg = write(tmp_path, feeds, "fetch: {batch: 2, per_host: 8}\n")
+    result = run_cli("poll", "--config", str(cfg))
+    assert result.returncode == 0, result.stderr
+    answered = [r.path for r in feed_server.log]
+    # a-slow and b1 are the first batch; b2..b5 (two later batches) need not wait for a-slow.
+    assert answered[-1] == "/a-slow.xml", answered
+    assert set(answered) == {"/a-slow.xml", *(f"/b{i}.xml" for i in range(1, 6))}
