@@ -17,16 +17,19 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from aggregator.store.schema import UTCDateTime
 
-_compiled: dict[tuple[int, str], SQLCompiler] = {}
+#: (id of the statement, dialect) -> the statement and its compiled form. The statement is
+#: kept with it: an id is reused once its object is gone, and must never find another's SQL.
+_compiled: dict[tuple[int, str], tuple[ClauseElement, SQLCompiler]] = {}
 
 
 def _compile(conn: Connection, stmt: ClauseElement) -> SQLCompiler:
     key = (id(stmt), conn.dialect.name)
-    if key not in _compiled:
+    cached = _compiled.get(key)
+    if cached is None or cached[0] is not stmt:
         compiled = stmt.compile(dialect=conn.dialect)
         assert isinstance(compiled, SQLCompiler)
-        _compiled[key] = compiled
-    return _compiled[key]
+        cached = _compiled[key] = (stmt, compiled)
+    return cached[1]
 
 
 def _params(compiled: SQLCompiler, values: Mapping[str, Any]) -> Any:
