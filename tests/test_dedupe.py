@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import itertools
+import random
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -297,7 +298,7 @@ def test_best_match_ignores_the_same_feed_and_prefers_the_highest_score() -> Non
 def test_short_text_gets_no_fingerprint_and_bands_are_stable() -> None:
     assert dedupe.fingerprint(["짧은 기사 한 줄."]) is None
     assert _fp(BASE).bands == _fp(BASE).bands
-    assert len(_fp(BASE).bands) == 2 * dedupe.BANDS
+    assert len(_fp(BASE).bands) == dedupe.BANDS + dedupe.LEAD_BANDS
 
 
 # -- through the store, on SQLite and PostgreSQL ----------------------------------------------
@@ -405,3 +406,44 @@ def test_explain_names_the_rule_score_and_matched_entry(tmp_path: Path) -> None:
         r"matching wire's entry w1",
         done.stdout,
     ), done.stdout
+
+
+def _random_sentences(rng: random.Random, n: int) -> list[str]:
+    words = ["정부", "기업", "시장", "발표", "투자", "growth", "policy", "market", "data", "city"]
+    return [
+        " ".join(rng.choice(words) + str(rng.randrange(1000)) for _ in range(8)) + "."
+        for _ in range(n)
+    ]
+
+
+def test_bands_find_a_reprint_that_shares_half_its_text() -> None:
+    """The LSH settings, not only the evaluation set: of 300 copies at the Jaccard threshold
+    (0.5-0.56, the hardest to find) at least 99% share a band with the article, and so do
+    summary-only copies: the article's opening cut at 60-150 characters."""
+    rng = random.Random(5)
+    found = summaries = pairs = 0
+    while pairs < 300:
+        article = _random_sentences(rng, 20)
+        text = " ".join(article)
+        copy = list(article)
+        for k in range(20):
+            copy[k] = _random_sentences(rng, 1)[0]
+            jaccard = _jaccard(text, " ".join(copy))
+            if jaccard <= 0.56:
+                break
+        if jaccard < 0.5:
+            continue
+        pairs += 1
+        cut = rng.randrange(dedupe.MIN_NEAR_CHARS, dedupe.LEAD_CHARS)
+        summary = text.replace(" ", "")[:cut]
+        a, b, c = (dedupe.fingerprint(t) for t in (article, copy, [summary]))
+        assert a is not None and b is not None and c is not None
+        found += bool(set(a.bands) & set(b.bands))
+        summaries += bool(set(a.bands) & set(c.bands))
+    assert found >= 0.99 * pairs
+    assert summaries >= 0.99 * pairs
+
+
+def _jaccard(a: str, b: str) -> float:
+    sa, sb = dedupe.shingles(a), dedupe.shingles(b)
+    return len(sa & sb) / len(sa | sb)

@@ -9,7 +9,7 @@ what the driver takes: plain numbers and strings, datetimes through `db_time`.
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ClauseElement
@@ -17,25 +17,36 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from aggregator.store.schema import UTCDateTime
 
-#: (id of the statement, dialect) -> the statement and its compiled form. The statement is
-#: kept with it: an id is reused once its object is gone, and must never find another's SQL.
-_compiled: dict[tuple[int, str], tuple[ClauseElement, SQLCompiler]] = {}
+
+class _Compiled(NamedTuple):
+    statement: ClauseElement
+    sql: str
+    #: Bound values the statement carries itself (LIMITs); working them out is costly, and
+    #: they never change.
+    defaults: dict[str, Any]
+    positions: Sequence[str] | None
 
 
-def _compile(conn: Connection, stmt: ClauseElement) -> SQLCompiler:
+#: (id of the statement, dialect) -> the statement compiled. The statement is kept with it:
+#: an id is reused once its object is gone, and must never find another's SQL.
+_compiled: dict[tuple[int, str], _Compiled] = {}
+
+
+def _compile(conn: Connection, stmt: ClauseElement) -> _Compiled:
     key = (id(stmt), conn.dialect.name)
     cached = _compiled.get(key)
-    if cached is None or cached[0] is not stmt:
+    if cached is None or cached.statement is not stmt:
         compiled = stmt.compile(dialect=conn.dialect)
         assert isinstance(compiled, SQLCompiler)
-        cached = _compiled[key] = (stmt, compiled)
-    return cached[1]
+        cached = _Compiled(stmt, compiled.string, dict(compiled.params), compiled.positiontup)
+        _compiled[key] = cached
+    return cached
 
 
-def _params(compiled: SQLCompiler, values: Mapping[str, Any]) -> Any:
-    merged = {**compiled.params, **values}  # bound values the statement carries (LIMITs)
-    if compiled.positiontup:
-        return tuple(merged[name] for name in compiled.positiontup)
+def _params(compiled: _Compiled, values: Mapping[str, Any]) -> Any:
+    merged = {**compiled.defaults, **values}
+    if compiled.positions:
+        return tuple(merged[name] for name in compiled.positions)
     return merged
 
 
@@ -43,13 +54,13 @@ def executemany(conn: Connection, stmt: ClauseElement, rows: Sequence[Mapping[st
     """Run `stmt` once per row (each row names every bound parameter)."""
     if rows:
         compiled = _compile(conn, stmt)
-        conn.exec_driver_sql(compiled.string, [_params(compiled, row) for row in rows])
+        conn.exec_driver_sql(compiled.sql, [_params(compiled, row) for row in rows])
 
 
 def scalars(conn: Connection, stmt: ClauseElement, values: Mapping[str, Any]) -> list[Any]:
     """The first column of every row of `stmt`."""
     compiled = _compile(conn, stmt)
-    return [row[0] for row in conn.exec_driver_sql(compiled.string, _params(compiled, values))]
+    return [row[0] for row in conn.exec_driver_sql(compiled.sql, _params(compiled, values))]
 
 
 def db_time(conn: Connection, value: datetime) -> datetime | None:

@@ -268,7 +268,7 @@ def near_matches(
     return found
 
 
-_BANDS = 2 * dedupe.BANDS  # the text's bands and the lead's
+_BANDS = dedupe.BANDS + dedupe.LEAD_BANDS  # the text's bands and the lead's
 #: Entry ids sharing each of an entry's bands, newest first, at most BAND_READ per band.
 _SHARED = sa.union_all(
     *(
