@@ -23,8 +23,9 @@ from aggregator.models import ParsedFeed
 ParseArgs = tuple[bytes, str, str | None, str | None, datetime] | None
 Parsed = tuple[ParsedFeed, dict[str, dedupe.Prepared]]
 
-#: Worker processes; the main process, busy with the database, makes one more.
-WORKERS = min(2, os.cpu_count() or 1)
+#: Worker processes besides the main process, which is busy with the database: one on two
+#: cores (storing, not parsing, is the slower half; each worker holds ~100 MB), none on one.
+WORKERS = max(0, min(2, (os.cpu_count() or 1) - 1))
 #: Fewer bodies than this in a batch are parsed in the main process (starting the workers
 #: costs about a second on a busy 2-core machine).
 MIN_BODIES = 16
@@ -63,7 +64,7 @@ def parse_ahead(jobs: Sequence[ParseArgs]) -> Iterator[Parsing | None]:
     processes. A worker that dies only sends its bodies back to the main process.
     """
     todo = [i for i, args in enumerate(jobs) if args is not None]
-    if len(todo) < MIN_BODIES or WORKERS < 2:
+    if len(todo) < MIN_BODIES or WORKERS < 1:
         for args in jobs:
             yield None if args is None else Parsing(args)
         return
