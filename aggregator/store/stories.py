@@ -239,7 +239,7 @@ def near_matches(
             top = [i for i in ranked if i not in own][: dedupe.MAX_CANDIDATES]
             if top:
                 tops[key] = top
-    docs: dict[int, Any] = {}
+    docs: dict[int, tuple[Any, frozenset[str]]] = {}
     for chunk in _chunks(sorted({i for top in tops.values() for i in top})):
         rows = conn.execute(
             sa.select(
@@ -252,19 +252,18 @@ def near_matches(
             .join(entries, entries.c.id == near_docs.c.entry_id)
             .where(near_docs.c.entry_id.in_(chunk))
         )
-        docs.update({row.entry_id: row for row in rows})
+        # Split once: a document is often a candidate of several entries of the batch.
+        docs.update({r.entry_id: (r, frozenset(r.numbers.split())) for r in rows})
     found = {}
     for key, top in tops.items():
         fp = fingerprints[key]
         assert fp is not None
         candidates = [docs[i] for i in top if i in docs]
         match = dedupe.best_match(
-            fp,
-            feed_name,
-            ((d.entry_id, d.feed_name, d.text, frozenset(d.numbers.split())) for d in candidates),
+            fp, feed_name, ((d.entry_id, d.feed_name, d.text, nums) for d, nums in candidates)
         )
         if match is not None and match.other is not None:
-            found[key] = (int(docs[match.other].cluster_id), match)
+            found[key] = (int(docs[match.other][0].cluster_id), match)
     return found
 
 
