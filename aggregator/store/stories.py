@@ -317,7 +317,11 @@ def fingerprints(
     hashes = {key: p.segment_hashes for key, p in fresh.items()}
     batch_counts = Counter(h for hs in hashes.values() for h in hs)
     counts: dict[int, int] = {}
-    for chunk in _chunks(list(batch_counts)):
+    # A feed's first poll has no counts to read: one probe instead of a lookup per segment.
+    known = conn.execute(
+        sa.select(feed_segments.c.segment).where(feed_segments.c.feed_name == feed_name).limit(1)
+    ).first()
+    for chunk in _chunks(list(batch_counts) if known else []):
         rows = conn.execute(
             sa.select(feed_segments.c.segment, feed_segments.c.entries).where(
                 feed_segments.c.feed_name == feed_name, feed_segments.c.segment.in_(chunk)
