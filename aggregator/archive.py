@@ -22,20 +22,30 @@ written after the pages it describes; without it the pages themselves are read b
 channel it also remembers the items it published, so a channel that keeps few stories need
 not read the whole store each time (see `aggregator.site`). The planning here is pure;
 `aggregator.site` does the writing.
+
+A first publish over a big store archives every story at once. Only the newest items of an
+output can end up in its feed or open page, so only those are held in memory while the stream
+is read (`Gathering`); older ones are written to a nameless temporary file (`Spill`) and held
+as a `Stub`, enough to plan the pages, until their page is written (`restore`). Memory stays
+at a few pages of items whatever the size of the store, and each item is built once.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import logging
+import os
+import pickle
 import re
+import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from aggregator.models import PublishedItem
 from aggregator.publish import ARCHIVE_DIR, write_atomic
@@ -84,7 +94,64 @@ class State:
         return frozenset(g for page in self.pages for g in page.guids)
 
 
-def sort_key(item: PublishedItem) -> tuple[object, str]:
+class Spill:
+    """Items let go while gathering, on disk until their archive page is written.
+
+    A temporary file without a name (removed by the system even after a crash) in the output
+    folder, created only when a first item is let go; items come back exactly as they went
+    (pickle: our own objects, never another's bytes).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._file: IO[bytes] | None = None
+
+    def __enter__(self) -> Spill:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def put(self, item: PublishedItem) -> tuple[int, int]:
+        """Where the item went: offset and size."""
+        if self._file is None:
+            self._folder.mkdir(parents=True, exist_ok=True)
+            self._file = tempfile.TemporaryFile(dir=self._folder)  # noqa: SIM115 (__exit__)
+        self._file.seek(0, os.SEEK_END)
+        return self._file.tell(), self._file.write(pickle.dumps(item, pickle.HIGHEST_PROTOCOL))
+
+    def get(self, at: int, size: int) -> PublishedItem:
+        assert self._file is not None
+        self._file.seek(at)
+        item: PublishedItem = pickle.loads(self._file.read(size))
+        return item
+
+
+@dataclass(frozen=True, slots=True)
+class Stub:
+    """An item older than an output's feed and open page: what planning its page needs
+    (`sort_key`, `page_of`), and where the item itself waits in the `Spill`."""
+
+    guid: str
+    published: datetime
+    provider: str
+    also: tuple[tuple[str, str], ...]
+    noindex: bool
+    at: int
+    size: int
+
+    @classmethod
+    def of(cls, item: PublishedItem, spill: Spill) -> Stub:
+        at, size = spill.put(item)
+        return cls(item.guid, item.published, item.provider, item.also, item.noindex, at, size)
+
+
+#: An item as an output holds it while planning: in memory, or as a stub.
+Listed = PublishedItem | Stub
+
+
+def sort_key(item: Listed) -> tuple[datetime, str]:
     """The feeds' order, newest first when reversed (as the merged output sorts)."""
     return (item.published, item.guid)
 
@@ -99,50 +166,68 @@ def providers(items: Iterable[PublishedItem]) -> set[str]:
     return {name for item in items for name in (item.provider, *(n for n, _ in item.also))}
 
 
-def gather(
-    stream: Iterable[PublishedItem],
-    keep: Callable[[PublishedItem], bool],
-    archived: frozenset[str],
-    limit: int,
-    archiving: bool,
-    depth: int | None = None,
-) -> tuple[list[PublishedItem], int]:
-    """The kept items not archived yet, reading the newest-first stream only as far as needed.
+class Gathering:
+    """One output's kept items not archived yet, offered the newest-first stream item by item
+    (every output reads the same pass) until it has read as far as it needs (`done`).
 
     Without archiving that is the newest `limit`. With it, every unarchived item down to where
     `limit` archived items in a row show the rest is archived already (an entry arriving late
     with an old date is still found when it lands among recent pages). `depth` caps how many
-    items of the stream are read at all (a channel that keeps few items would read it all).
-    Returns the items and how many items of the stream were read.
+    items of the stream are read at all (a channel that keeps few items would read it all);
+    with it, `seen` collects the guids read. Only the newest `hold` items found stay in
+    memory, the others go to `spill`: a first publish would otherwise hold the whole store.
     """
-    found: list[PublishedItem] = []
-    archived_run = read = 0
-    for item in stream:
-        if depth is not None and read >= depth:
-            break
-        read += 1
-        if not keep(item):
-            continue
-        if item.guid in archived:
-            archived_run += 1
-            if len(found) >= limit and archived_run >= limit:
-                break
-            continue
-        found.append(item)
-        archived_run = 0
-        if not archiving and len(found) >= limit:
-            break
-    return found, read
+
+    def __init__(
+        self,
+        keep: Callable[[PublishedItem], bool],
+        archived: frozenset[str],
+        limit: int,
+        archiving: bool,
+        hold: int,
+        spill: Spill,
+        depth: int | None = None,
+    ) -> None:
+        self.keep, self.archived, self.limit, self.archiving = keep, archived, limit, archiving
+        self.hold, self.spill, self.depth = hold, spill, depth
+        self.found: list[Listed] = []
+        self.seen: set[str] | None = set() if depth is not None else None
+        self.done = False
+        self._read = self._archived_run = 0
+        self._held: list[tuple[tuple[datetime, str], int, PublishedItem]] = []  # oldest first
+
+    def offer(self, item: PublishedItem) -> None:
+        if self.depth is not None and self._read >= self.depth:
+            self.done = True  # as the stream's next item is offered, like a loop's break
+            return
+        self._read += 1
+        if self.seen is not None:
+            self.seen.add(item.guid)
+        if not self.keep(item):
+            return
+        if item.guid in self.archived:
+            self._archived_run += 1
+            if len(self.found) >= self.limit and self._archived_run >= self.limit:
+                self.done = True
+            return
+        heapq.heappush(self._held, (sort_key(item), len(self.found), item))
+        self.found.append(item)
+        if len(self._held) > self.hold:  # the oldest one held goes to disk
+            _, at, oldest = heapq.heappop(self._held)
+            self.found[at] = Stub.of(oldest, self.spill)
+        self._archived_run = 0
+        if not self.archiving and len(self.found) >= self.limit:
+            self.done = True
 
 
 @dataclass(frozen=True)
 class Plan:
     feed: list[PublishedItem]  # the subscription feed's, newest first
-    pages: list[list[PublishedItem]]  # new complete pages, oldest page first
+    pages: list[list[Listed]]  # new complete pages, oldest page first (see `restore`)
     open_page: list[PublishedItem]  # fewer than a page, waiting for more
 
 
-def plan(unarchived: Sequence[PublishedItem], limit: int, page_size: int) -> Plan:
+def plan(unarchived: Sequence[Listed], limit: int, page_size: int) -> Plan:
     """Split the unarchived items between the feed, new complete pages and the open page.
 
     The feed keeps the newest `limit`; the older ones fill whole pages of `page_size` from
@@ -153,7 +238,20 @@ def plan(unarchived: Sequence[PublishedItem], limit: int, page_size: int) -> Pla
     feed, older = ordered[:limit], ordered[limit:][::-1]
     whole = len(older) // page_size * page_size
     chunks = [older[i : i + page_size][::-1] for i in range(0, whole, page_size)]
-    return Plan(feed, chunks, older[whole:][::-1])
+    return Plan(held(feed), chunks, held(older[whole:][::-1]))
+
+
+def held(items: Sequence[Listed]) -> list[PublishedItem]:
+    """A feed's or open page's items: always among the newest, so held in memory."""
+    full = [item for item in items if isinstance(item, PublishedItem)]
+    if len(full) != len(items):
+        raise ValueError("the feed and the open page need items held in memory (Gathering.hold)")
+    return full
+
+
+def restore(chunk: Sequence[Listed], spill: Spill) -> list[PublishedItem]:
+    """A new complete page's items, those let go read back from the spill."""
+    return [spill.get(i.at, i.size) if isinstance(i, Stub) else i for i in chunk]
 
 
 def open_reference(number: int, items: Sequence[PublishedItem], terms: Mapping[str, str]) -> str:

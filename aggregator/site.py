@@ -6,15 +6,17 @@
     output/sources.opml     the providers (aggregator.opml)
     output/_headers         X-Robots-Tag: noindex for every file holding such an item
 
-Each output reads the shared stream only as far as it needs (`archive.gather`); items are
-built once, whichever output reads them first. Write order keeps a crash harmless: archive
-pages, then the archive state, then the subscription feeds, then `_headers` - so a feed never
-links a page that does not exist, and a page written twice has the same bytes.
+Every output reads the one stream, in one pass that goes only as far as the furthest output
+needs (`archive.Gathering`): items are built once, and each output holds in memory only its
+newest ones (a first publish's catch-up over the whole store keeps the older ones on disk
+until their page is written, `archive.Spill`). Write order keeps a crash harmless: archive pages,
+then the archive state, then the subscription feeds, then `_headers` - so a feed never links
+a page that does not exist, and a page written twice has the same bytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -44,6 +46,10 @@ from aggregator.publish import (
 #: remembered in its archive state.
 CHANNEL_DEPTH = 10
 MIN_DEPTH = 1000
+#: An output holds in memory its newest `limit` + this many archive pages of items: the feed,
+#: the open page, and a page's worth of new stories (so a steady publish that completes a
+#: page touches no disk); older ones are spilled until their page is written.
+HOLD_PAGES = 2
 #: Loads the published items of these guids again (to rewrite an archive page).
 Reload = Callable[[Sequence[str]], list[PublishedItem]]
 
@@ -60,25 +66,6 @@ class _Output:
     folder: str  # relative to output.dir, "" for the merged output
     config: OutputConfig
     rules: channels.Rules | None
-
-
-class _Replay:
-    """A stream that several readers can walk from the start; each item is pulled once."""
-
-    def __init__(self, stream: Iterable[PublishedItem]) -> None:
-        self._source = iter(stream)
-        self.seen: list[PublishedItem] = []
-
-    def __iter__(self) -> Iterator[PublishedItem]:
-        i = 0
-        while True:
-            if i == len(self.seen):
-                try:
-                    self.seen.append(next(self._source))
-                except StopIteration:
-                    return
-            yield self.seen[i]
-            i += 1
 
 
 def channel_output(output: OutputConfig, channel: ChannelConfig) -> OutputConfig:
@@ -118,28 +105,37 @@ def _sections(config: Config, here: str) -> list[Section]:
 def publish_site(
     config: Config, stream: Iterable[PublishedItem], reload: Reload, now: datetime
 ) -> Result:
-    replay = _Replay(stream)
+    """Every output from one pass over the newest-first `stream`; `reload` builds archived
+    stories again when a page went missing or its terms changed."""
     terms = {f.name: policy.terms_fingerprint(f) for f in config.feeds}
     root = config.output_dir
     written: list[Path] = []
     changed: list[str] = []
     noindex: list[str] = []
     merged: list[PublishedItem] = []
-    for out in outputs(config):
-        out_dir = root / out.folder if out.folder else root
-        done = _publish_output(config, out, out_dir, replay, terms, reload, now)
-        written += done.written
-        changed += [
-            public_url(out.config, p.name)
-            for p in done.written
-            if p.parent == out_dir and p.name in FEED_FILES
-        ]
-        if any(i.noindex for i in done.items):
-            noindex += [url_path(out.config, name) for name in (*OUTPUT_FILES, "")]
-        noindex += [url_path(out.config, name) for name in done.noindex_pages]
-        if not out.folder:
-            merged = done.items
-    homes = {i.provider: i.provider_link for i in replay.seen if i.provider_link}
+    with archive.Spill(root) as spill:
+        todo = []
+        for out in outputs(config):
+            out_dir = root / out.folder if out.folder else root
+            state = archive.load(out_dir)
+            rules = _rules(out, terms)
+            todo.append((out, out_dir, state, rules, _gathering(config, out, state, rules, spill)))
+        homes = _read(stream, [gathering for *_, gathering in todo])
+        for out, out_dir, state, rules, gathering in todo:
+            done = _publish_output(
+                config, out, out_dir, state, gathering, rules, terms, reload, now
+            )
+            written += done.written
+            changed += [
+                public_url(out.config, p.name)
+                for p in done.written
+                if p.parent == out_dir and p.name in FEED_FILES
+            ]
+            if any(i.noindex for i in done.items):
+                noindex += [url_path(out.config, name) for name in (*OUTPUT_FILES, "")]
+            noindex += [url_path(out.config, name) for name in done.noindex_pages]
+            if not out.folder:
+                merged = done.items
     written += write_files(
         {
             root / opml.SOURCES_FILE: opml.render_sources(config, homes),
@@ -147,6 +143,23 @@ def publish_site(
         }
     )
     return Result(merged, written, changed)
+
+
+def _read(
+    stream: Iterable[PublishedItem], gatherings: Sequence[archive.Gathering]
+) -> dict[str, str]:
+    """Offer each item of the stream to every output still reading; the providers' home pages
+    met on the way (sources.opml)."""
+    homes: dict[str, str] = {}
+    for item in stream:
+        if item.provider_link:
+            homes[item.provider] = item.provider_link
+        for gathering in gatherings:
+            if not gathering.done:
+                gathering.offer(item)
+        if all(gathering.done for gathering in gatherings):
+            break
+    return homes
 
 
 @dataclass(frozen=True)
@@ -160,7 +173,9 @@ def _publish_output(
     config: Config,
     out: _Output,
     out_dir: Path,
-    replay: _Replay,
+    state: archive.State,
+    gathering: archive.Gathering,
+    rules: str | None,
     terms: Mapping[str, str],
     reload: Reload,
     now: datetime,
@@ -168,10 +183,9 @@ def _publish_output(
     """One output: its archive pages, then its subscription documents."""
     enabled, size, limit = config.output.archive, config.output.archive_page_size, out.config.limit
     sections = _sections(config, out.folder)
-    state = archive.load(out_dir)
-    unarchived, rules = _unarchived(out, state, replay, terms, enabled)
+    unarchived = _unarchived(state, gathering)
     if not enabled:
-        items = sorted(unarchived, key=archive.sort_key, reverse=True)[:limit]
+        items = archive.held(sorted(unarchived, key=archive.sort_key, reverse=True)[:limit])
         if out.rules is not None:
             archive.save(out_dir, replace(state, rules=rules, remembered=tuple(items)))
         docs = documents(items, out.config, now, sections=sections)
@@ -185,7 +199,8 @@ def _publish_output(
                 before = _before(pages[:i])
                 _stage(batch, out_dir, render_archive_page(again, out.config, page.number, before))
                 pages[i] = archive.page_of(page.number, again, terms, page.guids)
-        for chunk in plan.pages:
+        for planned in plan.pages:
+            chunk = archive.restore(planned, gathering.spill)
             number = (pages[-1].number if pages else 0) + 1
             _stage(batch, out_dir, render_archive_page(chunk, out.config, number, _before(pages)))
             pages.append(archive.page_of(number, chunk, terms, [i.guid for i in chunk]))
@@ -222,29 +237,40 @@ def _publish_output(
     return _Done(plan.feed, written, flagged)
 
 
-def _unarchived(
-    out: _Output, state: archive.State, replay: _Replay, terms: Mapping[str, str], archiving: bool
-) -> tuple[list[PublishedItem], str | None]:
-    """The output's items not archived yet, and its rules' fingerprint (channels).
-
-    The merged output reads the stream as far as `archive.gather` needs. A channel whose
-    rules (and providers' terms) are unchanged since the last publish reads at most
-    `CHANNEL_DEPTH` x its limit stories, and keeps the items it published before that lie
-    deeper as it remembered them; a new or changed channel reads the whole store once.
-    """
-    archived = state.archived if archiving else frozenset()
-    limit = out.config.limit
+def _rules(out: _Output, terms: Mapping[str, str]) -> str | None:
+    """A channel's rules' fingerprint, with every provider's terms (None: the merged output)."""
     if out.rules is None:
-        return archive.gather(replay, _everything, archived, limit, archiving)[0], None
+        return None
     selection = [sorted(out.rules.providers), sorted(out.rules.categories), out.rules.include]
-    rules = archive.rules_fingerprint((selection, out.rules.exclude, sorted(terms.items())))
-    known = state.rules == rules
-    depth = max(CHANNEL_DEPTH * limit, MIN_DEPTH) if known else None
-    found, read = archive.gather(replay, out.rules.keeps, archived, limit, archiving, depth)
-    if known:
-        seen = archived | {i.guid for i in replay.seen[:read]}
-        found += [i for i in state.remembered if i.guid not in seen]
-    return found, rules
+    return archive.rules_fingerprint((selection, out.rules.exclude, sorted(terms.items())))
+
+
+def _gathering(
+    config: Config, out: _Output, state: archive.State, rules: str | None, spill: archive.Spill
+) -> archive.Gathering:
+    """How far the output reads the stream, and what it keeps.
+
+    The merged output reads as far as `archive.Gathering` needs. A channel whose rules (and
+    providers' terms) are unchanged since the last publish reads at most `CHANNEL_DEPTH` x
+    its limit stories (see `_unarchived`); a new or changed channel reads the whole store once.
+    """
+    archiving, limit = config.output.archive, out.config.limit
+    archived = state.archived if archiving else frozenset()
+    hold = limit + HOLD_PAGES * config.output.archive_page_size
+    if out.rules is None:
+        return archive.Gathering(_everything, archived, limit, archiving, hold, spill)
+    depth = max(CHANNEL_DEPTH * limit, MIN_DEPTH) if state.rules == rules else None
+    return archive.Gathering(out.rules.keeps, archived, limit, archiving, hold, spill, depth)
+
+
+def _unarchived(state: archive.State, gathering: archive.Gathering) -> list[archive.Listed]:
+    """The output's items not archived yet: those gathered, and for a channel that read only
+    `CHANNEL_DEPTH` x its limit, the items it published before that lie deeper, as it
+    remembered them."""
+    if gathering.seen is None:
+        return gathering.found
+    seen = gathering.archived | gathering.seen
+    return gathering.found + [i for i in state.remembered if i.guid not in seen]
 
 
 def _everything(_: PublishedItem) -> bool:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -69,8 +70,8 @@ def test_plan_keeps_the_limit_and_cuts_whole_pages_from_the_oldest_end(
     items = [item(n) for n in range(count)]
     plan = archive.plan(items[::-1], limit, page)
 
-    def numbers(chunk: list[PublishedItem]) -> list[int]:
-        return [int(i.title.split()[1]) for i in chunk]
+    def numbers(chunk: Sequence[archive.Listed]) -> list[int]:
+        return [int(i.guid[9:17]) for i in chunk]
 
     assert numbers(plan.feed) == list(range(count - 1, max(count - limit, 0) - 1, -1))
     assert [numbers(p) for p in plan.pages] == pages
@@ -86,41 +87,155 @@ def test_the_open_page_is_renamed_whenever_its_items_or_their_terms_change() -> 
     assert archive.open_reference(4, [item(1), item(2)], {"p": "t2"}) != name
 
 
+def gather(
+    stream: list[PublishedItem],
+    keep: Callable[[PublishedItem], bool],
+    archived: frozenset[str],
+    limit: int,
+    archiving: bool,
+    depth: int | None = None,
+    hold: int = 1000,
+    spill: archive.Spill | None = None,
+) -> tuple[list[archive.Listed], int]:
+    """What one output gathers, and how many items of the stream it asked for."""
+    spill = spill or archive.Spill(Path("/nonexistent"))  # touched only if items are let go
+    gathering = archive.Gathering(keep, archived, limit, archiving, hold, spill, depth)
+    pulled = 0
+    for one in stream:
+        pulled += 1
+        gathering.offer(one)
+        if gathering.done:
+            break
+    return gathering.found, pulled
+
+
 def test_gather_stops_after_a_limit_of_archived_items_in_a_row() -> None:
     stream = [item(n) for n in range(30, -1, -1)]  # newest first
     archived = frozenset(i.guid for i in stream[8:])  # everything but the newest 8
     late = replace(item(21), guid="urn:uuid:x")  # arrived late, among the archived
     deep = replace(item(-5), guid="urn:uuid:deep")  # only reachable past the whole archive
     mixed = [*stream[:10], late, *stream[10:], deep]
-    found, read = archive.gather(mixed, lambda i: True, archived, 3, True)
-    assert [i.title for i in found] == [f"story {n}" for n in range(30, 22, -1)] + ["story 21"]
+    found, read = gather(mixed, lambda i: True, archived, 3, True)
+    assert [i.guid for i in found] == [item(n).guid for n in range(30, 22, -1)] + [late.guid]
     assert read == 14  # the 8 new, 2 archived, the late one, then 3 archived in a row
-    found, read = archive.gather(stream, lambda i: True, frozenset(), 3, False)
+    found, read = gather(stream, lambda i: True, frozenset(), 3, False)
     assert len(found) == 3 and read == 3  # without archiving: the newest `limit`
-    even = archive.gather(stream, lambda i: i.published.hour % 2 == 0, frozenset(), 3, True, 4)
-    assert [i.title for i in even[0]] == ["story 30", "story 28"] and even[1] == 4  # depth cap
+    even = gather(stream, lambda i: i.published.hour % 2 == 0, frozenset(), 3, True, 4)
+    assert [i.guid for i in even[0]] == [item(30).guid, item(28).guid]  # depth cap: 4 read
+    assert even[1] == 5  # the 5th is asked for, and not read (as a loop breaks)
 
 
-def test_terms_change_or_removal_marks_a_page_stale() -> None:
-    page = archive.Page(1, ("g",), terms={"p": "abc", "q": "def"})
-    assert not archive.stale(page, {"p": "abc", "q": "def", "r": "x"})
-    assert archive.stale(page, {"p": "abc", "q": "changed"})
-    assert archive.stale(page, {"p": "abc"})  # q left the config
+def test_only_the_newest_items_gathered_are_held_in_memory(tmp_path: Path) -> None:
+    order = [9, 8, 3, 7, 6, 5, 4, 2, 1, 0]  # stream order is not quite date order
+    with archive.Spill(tmp_path) as spill:
+        stream = [item(n) for n in order]
+        found, _ = gather(stream, lambda i: True, frozenset(), 2, True, hold=4, spill=spill)
+        assert [i.guid for i in found] == [item(n).guid for n in order]
+        in_memory = [isinstance(i, PublishedItem) for i in found]
+        assert in_memory == [True, True, False, True, True, False, False, False, False, False]
+        plan = archive.plan(found, 2, 3)  # the feed and the open page come from those held
+        assert [i.guid for i in plan.feed] == [item(9).guid, item(8).guid]
+        assert [i.guid for i in plan.open_page] == [item(7).guid, item(6).guid]
+        assert [archive.restore(page, spill) for page in plan.pages] == [
+            [item(2), item(1), item(0)],
+            [item(5), item(4), item(3)],
+        ]
+        with pytest.raises(ValueError, match="held in memory"):
+            archive.plan(found, 5, 3)  # a feed deeper than what was held: a bug, not a stub
+    assert list(tmp_path.iterdir()) == []  # the spill has no name, and is gone
 
 
-def test_state_is_recovered_from_the_pages_when_its_file_is_lost(tmp_path: Path) -> None:
-    from aggregator.config import OutputConfig
-    from aggregator.publish import render_archive_page
+# --- a first publish over a big store (aggregator.site) ---------------------------------
 
-    output = OutputConfig(link=HOME)
-    for number, chunk in ((1, [item(1), item(0)]), (2, [item(3), item(2)])):
-        previous = number - 1 or None
-        for name, data in render_archive_page(chunk, output, number, previous).items():
-            (tmp_path / name).parent.mkdir(exist_ok=True)
-            (tmp_path / name).write_bytes(data)
-    state = archive.load(tmp_path)
-    assert [p.number for p in state.pages] == [1, 2]
-    assert state.archived == {item(n).guid for n in range(4)}
+
+def story(n: int) -> PublishedItem:
+    """Story n of a store: two providers, some also reported by a third, some noindex."""
+    return replace(
+        item(n, provider="q" if n % 3 == 0 else "p", noindex=n % 11 == 0),
+        title=f"{'홀수' if n % 2 else '짝수'} 기사 {n}",
+        content_html=f"<p>{'본문 ' * 200}{n}</p>",
+        also=(("r", f"https://r.example/{n}"),) if n % 5 == 0 else (),
+    )
+
+
+def store_order(count: int) -> list[int]:
+    """Newest story first, as the store ranks them: not quite the items' date order."""
+    order = list(range(count - 1, -1, -1))
+    for i in range(0, count - 1, 7):
+        order[i], order[i + 1] = order[i + 1], order[i]
+    return order
+
+
+def publish(
+    out: Path, count: int, made: Callable[[PublishedItem], PublishedItem] = lambda i: i
+) -> int:
+    """Publish a store of `count` stories to `out` (merged feed and a channel of odd stories),
+    building every item anew as the real stream does (each passed to `made`); the reloads
+    asked for."""
+    from aggregator import config, site
+
+    feeds = ", ".join(f"{{name: {p}, url: 'https://{p}.example/rss'}}" for p in "pqr")
+    cfg = config.parse(
+        f"output: {{dir: {out}, link: '{HOME}', limit: 3, archive_page_size: 5}}\n"
+        f"feeds: [{feeds}]\nchannels:\n  - {{name: odd, limit: 4, include: [홀수]}}\n"
+    )
+    reloads: list[Sequence[str]] = []
+
+    def reload(guids: Sequence[str]) -> list[PublishedItem]:
+        reloads.append(guids)
+        return [made(story(int(guid[9:17]))) for guid in guids]
+
+    stream = (made(story(n)) for n in store_order(count))
+    site.publish_site(cfg, stream, reload, START)
+    return len(reloads)
+
+
+@dataclass
+class Census:
+    """How many items were alive at once, at most (of those made where the test sees it)."""
+
+    live: weakref.WeakSet[PublishedItem] = field(default_factory=weakref.WeakSet)
+    peak: int = 0
+
+    def __call__(self, item: PublishedItem) -> PublishedItem:
+        self.live.add(item)
+        self.peak = max(self.peak, len(self.live))
+        return item
+
+
+def files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_a_first_publish_over_many_stories_writes_what_holding_them_all_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aggregator import site
+
+    held, bounded = tmp_path / "held", tmp_path / "bounded"
+    for count in (60, 64, 69):  # the catch-up, then two steady publishes (< a page new)
+        with monkeypatch.context() as patch:
+            patch.setattr(site, "HOLD_PAGES", 1000)  # every item held in memory
+            assert publish(held, count) == 0
+        assert publish(bounded, count) == 0  # no story is built twice
+        assert files(bounded) == files(held), count  # pages, feeds, state: every byte
+    assert len(json.loads(files(held)["archive/.state.json"])["pages"]) == 13
+    assert "odd/archive/atom-6.xml" in files(held)
+
+
+def test_a_first_publish_holds_a_few_pages_of_items_however_big_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    census = Census()
+    read_back = archive.Spill.get  # items read back from disk are counted too
+    monkeypatch.setattr(archive.Spill, "get", lambda *args: census(read_back(*args)))
+    peaks = []
+    for count in (100, 1000):
+        census.peak = 0
+        publish(tmp_path / str(count), count, census)
+        peaks.append(census.peak)
+    # Two outputs, each holding limit + 2 pages (13 and 14 items), and a page read back.
+    assert peaks[1] == peaks[0] <= 40
 
 
 # --- end to end -----------------------------------------------------------------------
