@@ -8,15 +8,21 @@ source fields: RSS `<source>`/`dc:rights`, a full Atom `<source>`, the JSON `_so
 Feed-level links beyond `self` and the home page (WebSub `hub`, RFC 5005 `prev-archive` and
 `current`) and the `<fh:archive/>` marker of archive pages come in as `Extras`; RSS carries
 them as `atom:link`, as it does `self`.
+
+RSS and Atom are made from one set of feedgen entries (`feeds`): feedgen keeps both formats'
+values in an entry, so what they share is set once per item, not once per format.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import cache
 from importlib import metadata
 from typing import Any
 from urllib.parse import urljoin
@@ -34,6 +40,8 @@ JSONFEED_VERSION = "https://jsonfeed.org/version/1.1"
 #: RFC 5005 Feed History namespace (`<fh:archive/>` marks an archive document).
 FH_NS = "http://purl.org/syndication/history/1.0"
 ATOM_NS = "http://www.w3.org/2005/Atom"
+#: Dublin Core elements: RSS items' `dc:creator` and `dc:rights`.
+DC_NS = "http://purl.org/dc/elements/1.1/"
 #: The aggregate's rights statement when `output.rights` is not set (by output language).
 DEFAULT_RIGHTS = {
     True: "각 기사의 저작권은 기사제공처에 있으며, 기사는 제공처의 이용 조건에 따라 게재됩니다.",
@@ -42,6 +50,7 @@ DEFAULT_RIGHTS = {
 }
 
 
+@cache  # the installed version does not change while we run; reading it parses METADATA
 def _generator() -> str:
     try:
         return f"aggregator {metadata.version('aggregator')}"
@@ -54,7 +63,13 @@ _XML_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff
 
 
 def xml_safe(item: PublishedItem) -> PublishedItem:
-    """Drop XML-illegal control characters (invisible to readers) from the XML formats' text."""
+    """Drop XML-illegal control characters (invisible to readers) from the XML formats' text.
+
+    Nearly every item has none: one search over all its text then returns it as it is.
+    """
+    texts = (item.title, item.author, item.provider, item.content_html, item.summary_text)
+    if not _XML_ILLEGAL.search("\n".join((*texts, item.rights or "", *item.categories))):
+        return item
 
     def clean(text: str) -> str:
         return _XML_ILLEGAL.sub("", text)
@@ -145,35 +160,126 @@ def _new_feed(output: OutputConfig, updated: datetime, self_name: str, extras: E
     return fg
 
 
-def rss(
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a document's objects are made.
+
+    A 10,000-item feed is ~300,000 feedgen dicts and lxml elements, all alive until the
+    document is written and none in a reference cycle (freed by reference counting). Made
+    among a publish's other items they set off full collections that each walk every
+    object in the process (~0.1 s, several per document) and free nothing.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _rss_feed(output: OutputConfig, updated: datetime, name: str, extras: Extras) -> Any:
+    fg = _new_feed(output, updated, name, extras)
+    fg.register_extension("rss_item", _RssItemFeed, _RssItemEntry, atom=False, rss=True)
+    fg.ttl(int(getattr(output, "ttl", None) or DEFAULT_TTL))
+    return fg
+
+
+def _atom_feed(output: OutputConfig, updated: datetime, name: str, extras: Extras) -> Any:
+    fg = _new_feed(output, updated, name, extras)
+    fg.id(public_url(output, name))  # the document's own URL: stable and unique
+    fg.register_extension("atom_source", _NoFeedPart, _AtomSourceEntry, atom=True, rss=False)
+    return fg
+
+
+def _set_shared_and_rss(entry: Any, item: PublishedItem) -> Any:
+    """The fields RSS and Atom share, and RSS's own (its `<source>` and `dc:` fields are an
+    RSS-only extension: feedgen's `source()` would give Atom a partial `<source>` too)."""
+    entry.title(item.title)
+    entry.link(href=item.link, rel="alternate")
+    entry.guid(item.guid, permalink=False)  # also Atom's <id>
+    entry.content(item.content_html, type="html")  # RSS: the sole body -> <description>
+    entry.published(aware(item.published))
+    for term in item.categories:
+        entry.category(term=term)
+    entry.rss_item.item = item
+    return entry
+
+
+def _set_atom(entry: Any, item: PublishedItem) -> None:
+    """Atom's own fields: set after RSS is written (a summary would become RSS's
+    `<description>`, the body moving to `content:encoded`)."""
+    entry.atom_source.item = item
+    entry.updated(aware(item.updated))
+    if item.author:
+        entry.author(name=item.author)
+    if item.summary_text:
+        entry.summary(item.summary_text)
+    if item.rights:
+        entry.rights(item.rights)
+
+
+def feeds(
     items: Sequence[PublishedItem],
     output: OutputConfig,
     updated: datetime,
-    self_name: str,
-    extras: Extras,
-) -> bytes:
-    fg = _new_feed(output, updated, self_name, extras)
-    fg.load_extension("dc")
-    fg.ttl(int(getattr(output, "ttl", None) or DEFAULT_TTL))
-    for item in items:
-        entry = fg.add_entry(order="append")
-        entry.title(item.title)
-        entry.link(href=item.link)
-        entry.guid(item.guid, permalink=False)
-        entry.content(item.content_html, type="html")  # sole body -> <description>
-        entry.published(aware(item.published))
-        entry.source(url=item.source_url, title=item.provider)
+    rss_doc: tuple[str, Extras],
+    atom_doc: tuple[str, Extras],
+) -> Iterator[tuple[str, bytes]]:
+    """The RSS document, then the Atom one, of `items` (each named by a (file name, extras)
+    pair), from one set of feedgen entries.
+
+    feedgen keeps an entry's RSS and Atom values side by side, so the Atom generator is given
+    the RSS generator's entries: what the formats share (link, guid, body, dates, categories)
+    is set once per item instead of once per format.
+    """
+    with gc_paused():
+        fg = _rss_feed(output, updated, *rss_doc)
+        entries = [_set_shared_and_rss(fg.add_entry(order="append"), item) for item in items]
+        data = bytes(fg.rss_str(pretty=True))
+    yield rss_doc[0], data
+    del data  # ~20 MB at 10,000 items: not kept while Atom is made
+    with gc_paused():
+        fg = _atom_feed(output, updated, *atom_doc)
+        for entry, item in zip(entries, items, strict=True):
+            _set_atom(fg.add_entry(entry, order="append"), item)  # adds atom_source to it
+        del entries
+        data = bytes(fg.atom_str(pretty=True))
+    del fg
+    yield atom_doc[0], data
+
+
+class _RssItemFeed(BaseExtension):  # type: ignore[misc]
+    """Feed half of `_RssItemEntry`: declares the `dc` namespace on `<rss>`."""
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"dc": DC_NS}
+
+
+class _RssItemEntry(BaseEntryExtension):  # type: ignore[misc]
+    """An RSS item's `<source url="feed URL">provider</source>` (as feedgen's `source()` writes
+    it), `dc:creator` (RSS `<author>` must be an e-mail address) and `dc:rights`.
+
+    One small object per entry holding the item, where feedgen's dc extension keeps fifteen
+    fields and walks them all for each item: RSS and Atom share these entries (`feeds`).
+    """
+
+    item: PublishedItem | None = None
+
+    def extend_rss(self, entry: Any) -> Any:
+        item = self.item
+        if item is None:
+            return entry
+        xml_elem("source", entry, url=item.source_url).text = item.provider
         if item.author:
-            entry.dc.dc_creator(item.author)  # RSS <author> must be an e-mail address
+            xml_elem(f"{{{DC_NS}}}creator", entry).text = item.author
         if item.rights:
-            entry.dc.dc_rights(item.rights)
-        for term in item.categories:
-            entry.category(term=term)
-    return bytes(fg.rss_str(pretty=True))
+            xml_elem(f"{{{DC_NS}}}rights", entry).text = item.rights
+        return entry
 
 
-class _AtomSource(BaseExtension):  # type: ignore[misc]
-    """Feed half of the `<source>` extension; feedgen requires one, it adds nothing."""
+class _NoFeedPart(BaseExtension):  # type: ignore[misc]
+    """Feed half of an entry-only extension; feedgen requires one, it adds nothing."""
 
 
 class _AtomSourceEntry(BaseEntryExtension):  # type: ignore[misc]
@@ -202,36 +308,6 @@ class _AtomSourceEntry(BaseEntryExtension):  # type: ignore[misc]
         if item.rights:
             xml_elem("rights", source).text = item.rights
         return entry
-
-
-def atom(
-    items: Sequence[PublishedItem],
-    output: OutputConfig,
-    updated: datetime,
-    self_name: str,
-    extras: Extras,
-) -> bytes:
-    fg = _new_feed(output, updated, self_name, extras)
-    fg.id(public_url(output, self_name))  # the document's own URL: stable and unique
-    fg.register_extension("atom_source", _AtomSource, _AtomSourceEntry, atom=True, rss=False)
-    for item in items:
-        entry = fg.add_entry(order="append")
-        entry.id(item.guid)
-        entry.title(item.title)
-        entry.link(href=item.link, rel="alternate")
-        entry.published(aware(item.published))
-        entry.updated(aware(item.updated))
-        if item.author:
-            entry.author(name=item.author)
-        entry.content(item.content_html, type="html")
-        if item.summary_text:
-            entry.summary(item.summary_text)
-        if item.rights:
-            entry.rights(item.rights)
-        for term in item.categories:
-            entry.category(term=term)
-        entry.atom_source.item = item
-    return bytes(fg.atom_str(pretty=True))
 
 
 def _json_item(item: PublishedItem) -> dict[str, Any]:
@@ -264,16 +340,18 @@ def json_feed(items: Sequence[PublishedItem], output: OutputConfig, noindex: boo
     rights: dict[str, str] = {"statement": rights_statement(output)}
     if noindex:
         rights["robots"] = "noindex"
-    feed = {
-        "version": JSONFEED_VERSION,
-        "title": output.title,
-        "home_page_url": output.link,
-        "feed_url": public_url(output, "feed.json"),
-        "description": description(output),
-        "language": output.language,
-        "items": [_json_item(item) for item in items],
-        "_rights": rights,
-    }
-    if output.hub:
-        feed["hubs"] = [{"type": "WebSub", "url": output.hub}]
-    return (json.dumps(feed, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+    with gc_paused():  # (see there) and check_circular=False: these dicts hold no cycle
+        feed = {
+            "version": JSONFEED_VERSION,
+            "title": output.title,
+            "home_page_url": output.link,
+            "feed_url": public_url(output, "feed.json"),
+            "description": description(output),
+            "language": output.language,
+            "items": [_json_item(item) for item in items],
+            "_rights": rights,
+        }
+        if output.hub:
+            feed["hubs"] = [{"type": "WebSub", "url": output.hub}]
+        text = json.dumps(feed, ensure_ascii=False, indent=2, check_circular=False)
+    return (text + "\n").encode("utf-8")

@@ -34,13 +34,12 @@ from aggregator.config import OutputConfig
 from aggregator.formats import (
     DEFAULT_RIGHTS,
     Extras,
-    atom,
     aware,
     description,
+    feeds,
     json_feed,
     public_url,
     rights_statement,
-    rss,
     xml_safe,
 )
 from aggregator.models import PublishedItem
@@ -241,8 +240,8 @@ def documents(
             links.append(("prev-archive", public_url(output, archive_name(kind, prev_archive))))
         return Extras(tuple(links))
 
-    yield "feed.xml", rss(xml_items, output, updated, "feed.xml", extras("feed.xml"))
-    yield "atom.xml", atom(xml_items, output, updated, "atom.xml", extras("atom.xml"))
+    rss_doc, atom_doc = (("feed.xml", extras("feed.xml")), ("atom.xml", extras("atom.xml")))
+    yield from feeds(xml_items, output, updated, rss_doc, atom_doc)
     del xml_items
     yield "feed.json", json_feed(items, output, noindex)
     yield "index.html", _html(items, output, now, noindex, sections)
@@ -263,14 +262,15 @@ def render_archive_page(
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     updated = max((aware(i.updated) for i in items), default=epoch)
     xml_items = [xml_safe(item) for item in items]
-    docs = {}
-    for kind, render_feed in zip(ARCHIVED, (rss, atom), strict=True):
+
+    def doc(kind: str) -> tuple[str, Extras]:
         links = [("current", public_url(output, kind))]
         if previous is not None:
             links.append(("prev-archive", public_url(output, archive_name(kind, previous))))
-        name = archive_name(kind, page)
-        docs[name] = render_feed(xml_items, output, updated, name, Extras(tuple(links), True))
-    return docs
+        return archive_name(kind, page), Extras(tuple(links), True)
+
+    rss_doc, atom_doc = (doc(kind) for kind in ARCHIVED)  # (feed.xml, atom.xml)
+    return dict(feeds(xml_items, output, updated, rss_doc, atom_doc))
 
 
 def url_path(output: OutputConfig, name: str) -> str:

@@ -1,21 +1,30 @@
 """The fast publish paths write what readers got before: same text, same files.
 
-Files are staged and synced in parallel, stories are read a page at a time, and a daemon
-reuses the items of stories that did not change. Each must be indistinguishable from the
-slow way it replaced.
+Files are staged and synced in parallel, stories are read a page at a time, a daemon reuses
+the items of stories that did not change, an item's text is read once, and RSS and Atom are
+made from one set of feedgen entries. Each must be indistinguishable from the slow way it
+replaced.
 """
 
 from __future__ import annotations
 
+import gc
 import os
+import re
+import unicodedata
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from html import unescape
 from pathlib import Path
 
+import nh3
 import pytest
+from lxml import etree
 
-from aggregator.config import FeedConfig
-from aggregator.models import StoredItem
-from aggregator.policy import Memo, terms_fingerprint, text
+from aggregator.config import FeedConfig, OutputConfig
+from aggregator.formats import ATOM_NS, Extras, feeds, gc_paused, xml_safe
+from aggregator.models import PublishedItem, StoredItem
+from aggregator.policy import Memo, build_item, rights, terms_fingerprint, text
 from aggregator.publish import Staged, write_files
 from aggregator.store import Store
 from tests.test_store import entry, save
@@ -132,3 +141,107 @@ def test_stories_read_again_by_guid_are_those_stories_with_all_members(tmp_path:
         assert store.latest_clusters(["b"], 3, guids=wanted) == [everything[2]]
     finally:
         store.close()
+
+
+# --- the item's text, read once -----------------------------------------------------------------
+
+
+def _lines_one_by_one(fragment: str) -> tuple[str, ...]:
+    """The straightforward definition `rights.text_of` must keep: each line split and joined."""
+    block = r"(?=<(?:br|p|div|li|h[1-6]|tr|blockquote|/p|/div|/li|/h[1-6]|/tr)\b)"
+    raw = unescape(nh3.clean(re.sub(block, "\n", fragment, flags=re.I), tags=set()))
+    raw = unicodedata.normalize("NFC", raw)
+    return tuple(line for line in (" ".join(r.split()) for r in raw.splitlines()) if line)
+
+
+@pytest.mark.parametrize(
+    "fragment",
+    [
+        "<p>첫 문장이다.</p>\n<p>둘째 문장이다. 저작권자 ⓒ 예시뉴스</p>",
+        "<p>  spaces\tand tabs  </p><p>\u00a0nbsp\u3000ideographic\u2003em </p>",
+        "line\r\nbreaks\rof\u2028every\u2029kind\x1cand\x85more<br>",
+        "<p></p>\n\n<p> </p><p>only one</p>\n \n",
+        "<p>soft\u00adhyphen and zero\u200bwidth</p><p>CC BY 4.0 All rights reserved</p>",
+        "",
+        "   ",
+    ],
+)
+def test_body_text_lines_are_those_read_line_by_line(fragment: str) -> None:
+    found = rights.text_of(fragment)
+    assert found.lines == _lines_one_by_one(fragment)
+    assert list(found.maybe) == [i for i, s in enumerate(found.lines) if rights.maybe_rights(s)]
+
+
+def test_credit_line_follows_changed_terms() -> None:
+    """Credit lines are cached by everything they are made of: new terms, new line."""
+    feeds = {"wire": FeedConfig(name="wire", url="https://wire.example/rss", credit="사진 A")}
+    first, _ = build_item([_entry()], feeds)
+    feeds["wire"] = feeds["wire"].model_copy(update={"credit": "사진 B"})
+    second, _ = build_item([_entry()], feeds)
+    assert first is not None and first.credit.endswith(" / 사진 A")
+    assert second is not None and second.credit.endswith(" / 사진 B")
+    assert "사진 B" in second.content_html and "사진 A" not in second.content_html
+
+
+# --- RSS and Atom from one set of feedgen entries ------------------------------------------------
+
+_ITEM = PublishedItem(
+    guid="urn:story:1",
+    title="제목",
+    link="https://wire.example/1",
+    provider="wire",
+    source_url="https://wire.example/rss",
+    provider_link="https://wire.example/",
+    author="김기자",
+    published=T0,
+    updated=T0 + timedelta(hours=1),
+    level="summary",
+    content_html='<p>요약.</p>\n<p class="credit">기사제공처: wire</p>',
+    summary_text="요약.",
+    credit="기사제공처: wire",
+    rule="auto",
+    rights="무단 전재 및 재배포 금지",
+    categories=("경제",),
+)
+
+
+def test_rss_and_atom_made_from_shared_entries_keep_to_their_own_fields() -> None:
+    """Atom's summary must not turn into RSS's description, nor RSS's source into Atom's."""
+    output = OutputConfig(title="모음", link="https://agg.example/")
+    docs = dict(
+        feeds([_ITEM], output, T0, ("feed.xml", Extras()), ("atom.xml", Extras(archive=True)))
+    )
+    item = etree.fromstring(docs["feed.xml"]).find("channel/item")
+    assert item.findtext("description") == _ITEM.content_html  # the body, not the summary
+    assert item.find("{http://purl.org/rss/1.0/modules/content/}encoded") is None
+    assert item.find("source").get("url") == _ITEM.source_url
+    assert [child.tag.rsplit("}")[-1] for child in item][-4:] == [
+        "pubDate",
+        "source",
+        "creator",
+        "rights",
+    ]
+    entry = etree.fromstring(docs["atom.xml"]).find(f"{{{ATOM_NS}}}entry")
+    sources = entry.findall(f"{{{ATOM_NS}}}source")
+    assert len(sources) == 1 and sources[0].findtext(f"{{{ATOM_NS}}}id") == _ITEM.source_url
+    assert entry.findtext(f"{{{ATOM_NS}}}summary") == "요약."
+    assert entry.find("{http://purl.org/dc/elements/1.1/}creator") is None
+
+
+def test_xml_safe_returns_a_clean_item_as_it_is() -> None:
+    assert xml_safe(_ITEM) is _ITEM
+    dirty = xml_safe(replace(_ITEM, categories=("a\x0bb",)))
+    assert dirty.categories == ("ab",) and dirty.title == _ITEM.title
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_gc_paused_gives_the_collector_back_as_it_was(enabled: bool) -> None:
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with pytest.raises(RuntimeError), gc_paused():
+            assert not gc.isenabled()
+            raise RuntimeError
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()

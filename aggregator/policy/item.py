@@ -133,13 +133,20 @@ def _parts(template: str) -> tuple[tuple[str, str | None], ...]:
 
 def _credit_line(c: _Candidate, korean: bool, html: bool) -> str:
     template = c.feed.credit_template or CREDIT_TEMPLATES[korean]
-    extra = f" / {c.feed.credit.strip()}" if c.feed.credit and c.feed.credit.strip() else ""
+    home = _http(c.item.feed_link) if html else None
+    return _credit(template, c.feed.name, c.author, c.feed.credit, home, html)
+
+
+@lru_cache(maxsize=8192)  # one line per provider and reporter, asked for by each of their items
+def _credit(
+    template: str, name: str, author: str, credit: str | None, home: str | None, html: bool
+) -> str:
+    extra = f" / {credit.strip()}" if credit and credit.strip() else ""
     if not html:
-        return _fill(template, {"provider": c.feed.name, "author": c.author}, str) + extra
+        return _fill(template, {"provider": name, "author": author}, str) + extra
     e = escape
-    home = _http(c.item.feed_link)
-    provider = f'<a href="{e(home)}">{e(c.feed.name)}</a>' if home else e(c.feed.name)
-    return _fill(template, {"provider": provider, "author": e(c.author)}, e) + e(extra)
+    provider = f'<a href="{e(home)}">{e(name)}</a>' if home else e(name)
+    return _fill(template, {"provider": provider, "author": e(author)}, e) + e(extra)
 
 
 def _credit_html(c: _Candidate, also: Sequence[tuple[str, str]], korean: bool) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from html import unescape
@@ -225,6 +225,12 @@ def _signals(scope: Literal["feed", "entry"], text: str, statement: bool) -> tup
     return tuple(dict.fromkeys(found))
 
 
+@lru_cache(maxsize=4096)  # providers' footer lines recur in every entry, like `_signals`
+def _notices(line: str) -> tuple[str, ...]:
+    """The notices a body line states (quoted mentions excepted), for the item's notice."""
+    return tuple(_spans((*_RESERVED, *_OWNERSHIP), line, prose=True))
+
+
 def _decisive(signals: Sequence[Signal]) -> Signal | None:
     """Most restrictive signal of one scope; a licence there qualifies bare copyright marks."""
     licensed = any(s.kind == "licence" for s in signals)
@@ -232,19 +238,47 @@ def _decisive(signals: Sequence[Signal]) -> Signal | None:
     return max(counted, key=lambda s: LEVELS.index(s.level), default=None)
 
 
-_BLOCK = re.compile(r"(?=<(?:br|p|div|li|h[1-6]|tr|blockquote|/p|/div|/li|/h[1-6]|/tr)\b)", re.I)
+#: Block tags, which become line breaks. (Matching the "<" itself, not only a lookahead, lets
+#: the regex engine jump from one "<" to the next: ~3x faster on a body.)
+_BLOCK = re.compile(r"<(?=(?:br|p|div|li|h[1-6]|tr|blockquote|/p|/div|/li|/h[1-6]|/tr)\b)", re.I)
+#: nh3 with no tag allowed: the text. A `Cleaner` is set up once, not per call (~4 us of
+#: ~25 us per body).
+_strip_tags: Callable[[str], str] = nh3.Cleaner(tags=set()).clean
 
 
-def lines(fragment: str) -> list[str]:
-    """HTML -> plain-text lines (block tags become line breaks), entities decoded once."""
-    return list(_lines(fragment))
+@dataclass(frozen=True)
+class Text:
+    """One HTML fragment as plain-text lines, and which lines may hold a rights notice."""
+
+    lines: tuple[str, ...]
+    #: Indexes of the lines `maybe_rights` accepts (found in one pass over the whole text).
+    maybe: tuple[int, ...]
 
 
 @lru_cache(maxsize=64)  # one item's policy reads its bodies several times (level, excerpt, sizes)
-def _lines(fragment: str) -> tuple[str, ...]:
-    text = unescape(nh3.clean(_BLOCK.sub("\n", fragment), tags=set()))
+def text_of(fragment: str) -> Text:
+    """HTML -> plain-text lines (block tags become line breaks, entities decoded once), each
+    whitespace-collapsed, blank lines dropped; and the lines `maybe_rights` accepts.
+
+    `maybe_rights` is one search over the text, not one per line: no rights pattern spans a
+    line, so a line may hold one exactly when a match in the whole text starts on it.
+    """
+    text = unescape(_strip_tags(_BLOCK.sub("\n<", fragment)))
     text = unicodedata.normalize("NFC", text)
-    return tuple(line for line in (" ".join(raw.split()) for raw in text.splitlines()) if line)
+    # " ".join(raw.split()) per line, blank ones dropped; map() keeps the loop out of bytecode
+    found = tuple(filter(None, map(" ".join, map(str.split, text.splitlines()))))
+    text = "\n".join(found)
+    if not found:
+        return Text((), ())
+    maybe: list[int] = []
+    line, line_end = 0, len(found[0])
+    for m in _MAYBE.finditer(text):
+        while m.start() > line_end:  # the match is on a later line
+            line += 1
+            line_end += 1 + len(found[line])
+        if not maybe or maybe[-1] != line:
+            maybe.append(line)
+    return Text(found, tuple(maybe))
 
 
 def clip(text: str, limit: int) -> str:
@@ -267,11 +301,11 @@ def detect(
     feed_sig = [s for t in texts_feed if t and t.strip() for s in _signals("feed", t, True)]
     entry_sig = [s for t in texts_entry if t and t.strip() for s in _signals("entry", t, True)]
     body_spans: list[str] = []
-    for line in (line for body in bodies for line in _lines(body)):
-        if not maybe_rights(line):
-            continue
-        entry_sig += _signals("entry", line, False)
-        body_spans += _spans((*_RESERVED, *_OWNERSHIP), line, prose=True)
+    for body in bodies:
+        text = text_of(body)
+        for line in (text.lines[i] for i in text.maybe):
+            entry_sig += _signals("entry", line, False)
+            body_spans += _notices(line)
     ceiling, restrict = _decisive(feed_sig), _decisive(entry_sig)
     level: Level = ceiling.level if ceiling else "summary"
     if restrict and LEVELS.index(restrict.level) > LEVELS.index(level):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from aggregator.policy.rights import _FOOTER, NOT_ARTICLE, lines, maybe_rights
+from aggregator.policy.rights import _FOOTER, NOT_ARTICLE, maybe_rights, text_of
 
 _TRAILING_JUNK = re.compile(r"[\s<\[(〈《【/|·\-–—,:=]+$")
 _SENTENCE_END = re.compile(r"(?:[.!?。])[\"'”’」』)\]]*(?=\s|$)")
@@ -22,7 +22,7 @@ _IMG = re.compile(r"<img\b", re.I)
 
 def plain(html: str) -> str:
     """All the text of an HTML fragment on one line."""
-    return " ".join(lines(html))
+    return " ".join(text_of(html).lines)
 
 
 def count_images(html: str) -> int:
@@ -57,7 +57,16 @@ def excerpt(html: str, limit: int) -> str:
     Cut at the last sentence end, else the last space, if either keeps half the budget; else
     (Korean without spaces) at the limit itself, never between a character and its marks.
     """
-    text = " ".join(" ".join(_drop_footer(line) for line in lines(html)).split())
+    found = text_of(html)
+    text = " ".join(found.lines)  # the lines are whitespace-collapsed already
+    footer = _FOOTER.search(text) is not None  # else no line holds one
+    if found.maybe or footer:  # cut only the lines that may hold a footer or notice
+        maybe = set(found.maybe)
+        kept = (
+            _drop_footer(line) if i in maybe or (footer and _FOOTER.search(line)) else line
+            for i, line in enumerate(found.lines)
+        )
+        text = " ".join(" ".join(kept).split())
     if len(text) <= limit:
         return text
     if limit < 1:
