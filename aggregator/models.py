@@ -113,6 +113,9 @@ class StoredItem:
     feed_rights: str | None = None
     feed_license: str | None = None
     feed_author: str | None = None
+    #: The entry's place in the store's order (the earlier of its date and first seen, never
+    #: moved up by a re-dating); a story is as old as its oldest publishable entry.
+    sort_date: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -396,6 +396,31 @@ def test_reader_away_for_a_week_recovers_every_item_exactly_once(newsroom: Newsr
     assert 1 <= len(open_pages) <= 2  # the open page, and the one it replaced
 
 
+def test_a_story_first_reported_early_leaves_the_feed_for_the_archive_not_for_nowhere(
+    newsroom: Newsroom,
+) -> None:
+    """A headline-only provider reported story 19 days before the full-text provider whose
+    copy represents it. The story must stay in the feed or move to an archive page like any
+    other; it used to vanish from both once enough archived stories lay above it in the
+    store's order, which ranked it by the early report."""
+    early = (START - timedelta(days=3)).strftime("%a, %d %b %Y %H:%M:%S +0000")
+    newsroom.feeds.append(("early", "/early.xml"))
+    newsroom.server.routes["/early.xml"] = Route(
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>early</title>'
+        "<link>https://early.example/</link><item><title>p story 19</title>"
+        "<link>https://p.example/19</link><guid>https://early.example/a</guid>"
+        f"<pubDate>{early}</pubDate><description>p 기사 19 본문입니다.</description></item>"
+        "</channel></rss>".encode()
+    )
+    newsroom.write_config({"early": "title"})
+    for newest in (19, 23, 27):
+        newsroom.server.routes["/p.xml"] = Route(rss(list(range(10, newest + 1))))
+        newsroom.poll()
+        shown = {e.link for doc in newsroom.documents() for e in doc.entries}
+        assert "https://p.example/19" in shown
+        assert shown == newsroom.published
+
+
 def test_a_page_is_rewritten_only_when_the_terms_of_a_provider_in_it_change(
     newsroom: Newsroom,
 ) -> None:

@@ -220,8 +220,11 @@ def build_item(
         content = f"<p>{escape(summary)}</p>\n{credit}" if summary else credit
     else:
         content, summary = credit, ""
-    published = _story_date(item)
-    updated = max(_utc(item.updated or published), published)
+    # Dated by its first report, as the store orders stories: an item dated by a later copy
+    # would sit higher in the feed than in the store, and leave the feed for no archive page.
+    dated = _story_date(item)
+    published = min(_utc(m.sort_date) if m.sort_date else _story_date(m) for _, m in configured)
+    updated = max(_utc(item.updated or dated), dated)
     published_item = PublishedItem(
         guid=item.cluster_guid,
         title=" ".join(item.title.split()) or _WORDS[korean][2],
