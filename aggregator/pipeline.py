@@ -444,9 +444,9 @@ def _parse_args(
     return fetched.body, url, fetched.content_type, config.feed_timezone(feed), now
 
 
-#: Stories read from the store at once while publishing: each read ranks every story again
-#: (~0.1 s for 25,000), and a page of entries with their bodies is ~5 MB per 1,000.
-PUBLISH_PAGE = 10000
+#: Stories whose entries are read from the store at once while publishing (~5 MB per 1,000):
+#: a first publish's archive catch-up reads every story, a page at a time.
+PUBLISH_PAGE = 1000
 #: Built items a daemon keeps for its next publish, in multiples of output.limit.
 MEMO_STORIES = 4
 
@@ -454,21 +454,28 @@ MEMO_STORIES = 4
 def collect_items(config: Config, store: Store) -> Iterator[PublishedItem]:
     """Every publishable story cut to its terms, newest story first (the store's order).
 
-    Lazy, a page of clusters at a time: publishing reads only as far as its outputs need
-    (the merged feed, each channel, the archive's catch-up; see aggregator.site). An item
-    whose entries and terms are as at the last publish is not built again (policy.memo).
+    Lazy: the newest `output.limit` stories are ranked, and every story once more only if a
+    reader of the stream asks for more; entries are read a page of stories at a time, so
+    publishing reads only as far as its outputs need (the merged feed, each channel, the
+    archive's catch-up; see aggregator.site). An item whose entries and terms are as at the
+    last publish is not built again (policy.memo).
     """
     allowed = {f.name: f for f in config.feeds if f.redistribution != "none"}
     terms = {f.name: policy.terms_fingerprint(f) for f in config.feeds}
     language, memo = config.output.language, policy.PUBLISHED
     memo.start(keep=MEMO_STORIES * config.output.limit)
-    page, offset = min(config.output.limit, PUBLISH_PAGE), 0
-    while batch := store.latest_clusters(list(allowed), page, offset):
-        offset += len(batch)
-        last = len(batch) < page
-        # Most publishes stop after the first page; a catch-up reads on in growing pages
-        # (each read ranks every story again).
-        page = min(2 * page, PUBLISH_PAGE)
+    names, first = list(allowed), min(config.output.limit, PUBLISH_PAGE)
+    ranked = store.story_ids(names, limit=first)  # most publishes need no more
+    start = 0
+    while True:
+        if start == first == len(ranked):  # asked for more: rank every story, once
+            seen = set(ranked)
+            ranked += [i for i in store.story_ids(names) if i not in seen]
+        if start >= len(ranked):
+            return
+        page = ranked[start : start + (first if start == 0 else PUBLISH_PAGE)]
+        start += len(page)
+        batch = store.stories(page)
         batch.reverse()
         while batch:  # each story's entries are let go once its item is built
             members = batch.pop()
@@ -477,8 +484,6 @@ def collect_items(config: Config, store: Store) -> Iterator[PublishedItem]:
                 log.debug("not published: %s (%s)", members[0].link or members[0].key, reason)
             else:
                 yield item
-        if last:
-            break
 
 
 def reload_items(config: Config, store: Store, guids: Sequence[str]) -> list[PublishedItem]:

@@ -12,6 +12,7 @@ import gc
 import os
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from html import unescape
@@ -21,7 +22,8 @@ import nh3
 import pytest
 from lxml import etree
 
-from aggregator.config import FeedConfig, OutputConfig
+from aggregator import pipeline
+from aggregator.config import Config, FeedConfig, OutputConfig
 from aggregator.formats import ATOM_NS, Extras, feeds, gc_paused, xml_safe
 from aggregator.models import PublishedItem, StoredItem
 from aggregator.policy import Memo, build_item, rights, terms_fingerprint, text
@@ -245,3 +247,51 @@ def test_gc_paused_gives_the_collector_back_as_it_was(enabled: bool) -> None:
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if was else gc.disable)()
+
+
+class _CountingStore(Store):
+    """The real store, counting its rankings and the stories read per call."""
+
+    rankings: list[int | None]
+    reads: list[int]
+
+    def story_ids(
+        self,
+        feed_names: Sequence[str],
+        limit: int | None = None,
+        *,
+        guids: Sequence[str] | None = None,
+    ) -> list[int]:
+        self.rankings.append(limit)
+        return super().story_ids(feed_names, limit, guids=guids)
+
+    def stories(self, ids: Sequence[int]) -> list[list[StoredItem]]:
+        self.reads.append(len(ids))
+        return super().stories(ids)
+
+
+def test_publishing_reads_the_store_in_pages_and_ranks_everything_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A steady publish ranks only the newest `limit` stories; a catch-up ranks every story
+    once more and reads their entries a bounded page at a time, each story once, in order."""
+    monkeypatch.setattr(pipeline, "PUBLISH_PAGE", 7)
+    store = _CountingStore(f"sqlite:///{tmp_path / 'test.db'}")
+    store.rankings, store.reads = [], []
+    try:
+        save(store, "a", *(entry(str(i), published=T0 - timedelta(hours=i)) for i in range(30)))
+        config = Config.model_validate(
+            {
+                "output": {"dir": str(tmp_path / "out"), "link": "https://x.example/", "limit": 5},
+                "feeds": [{"name": "a", "url": "https://a.example/rss", "author": "기자"}],
+            }
+        )
+        stream = pipeline.collect_items(config, store)
+        newest = [next(stream) for _ in range(5)]
+        assert store.rankings == [5] and store.reads == [5]
+        rest = list(stream)
+        assert store.rankings == [5, None] and store.reads == [5, 7, 7, 7, 4]
+        everything = store.latest_clusters(["a"], 100)
+        assert [i.guid for i in newest + rest] == [c[0].cluster_guid for c in everything]
+    finally:
+        store.close()

@@ -311,6 +311,19 @@ class Store(Coordination):
 
         With `guids`, only those stories (an archive page read again), in the same order.
         """
+        ranked = self.story_ids(feed_names, offset + limit, guids=guids)
+        return self.stories(ranked[offset:])
+
+    def story_ids(
+        self,
+        feed_names: Sequence[str],
+        limit: int | None = None,
+        *,
+        guids: Sequence[str] | None = None,
+    ) -> list[int]:
+        """Stories with a member from `feed_names`, newest first (by their oldest such entry's
+        sort date), the first `limit` or all of them. A publish ranks at most twice: each
+        ranking reads every entry."""
         if not feed_names:
             return []
         story_date = sa.func.min(entries.c.sort_date).label("story_date")
@@ -324,18 +337,21 @@ class Store(Coordination):
             top.group_by(entries.c.cluster_id)
             .order_by(story_date.desc(), entries.c.cluster_id.desc())
             .limit(limit)
-            .offset(offset)
         )
         with self.engine.connect() as conn:
-            ids = [row.cluster_id for row in conn.execute(top)]
-            members: dict[int, list[StoredItem]] = {i: [] for i in ids}
+            return [row.cluster_id for row in conn.execute(top)]
+
+    def stories(self, ids: Sequence[int]) -> list[list[StoredItem]]:
+        """The members of these stories, in the order given (a story gone since is empty)."""
+        members: dict[int, list[StoredItem]] = {i: [] for i in ids}
+        with self.engine.connect() as conn:
             for chunk in range(0, len(ids), _CHUNK):
                 query = _members_query().where(
-                    entries.c.cluster_id.in_(ids[chunk : chunk + _CHUNK])
+                    entries.c.cluster_id.in_(list(ids[chunk : chunk + _CHUNK]))
                 )
                 for row in conn.execute(query):
                     members[row.cluster_id].append(_stored_item(row._mapping))
-        return [members[i] for i in ids]
+        return [members[i] for i in ids if members[i]]
 
     def find_entries(self, needle: str) -> list[StoredItem]:
         """Entries whose guid, link or published guid is `needle` (for `explain`)."""
