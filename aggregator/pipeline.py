@@ -475,7 +475,7 @@ def collect_items(config: Config, store: Store) -> Iterator[PublishedItem]:
             return
         page = ranked[start : start + (first if start == 0 else PUBLISH_PAGE)]
         start += len(page)
-        batch = store.stories(page)
+        batch = store.story_members(page)
         batch.reverse()
         while batch:  # each story's entries are let go once its item is built
             members = batch.pop()

@@ -265,9 +265,9 @@ class _CountingStore(Store):
         self.rankings.append(limit)
         return super().story_ids(feed_names, limit, guids=guids)
 
-    def stories(self, ids: Sequence[int]) -> list[list[StoredItem]]:
+    def story_members(self, ids: Sequence[int]) -> list[list[StoredItem]]:
         self.reads.append(len(ids))
-        return super().stories(ids)
+        return super().story_members(ids)
 
 
 def test_publishing_reads_the_store_in_pages_and_ranks_everything_only_when_asked(

@@ -312,7 +312,7 @@ class Store(Coordination):
         With `guids`, only those stories (an archive page read again), in the same order.
         """
         ranked = self.story_ids(feed_names, offset + limit, guids=guids)
-        return self.stories(ranked[offset:])
+        return self.story_members(ranked[offset:])
 
     def story_ids(
         self,
@@ -341,7 +341,7 @@ class Store(Coordination):
         with self.engine.connect() as conn:
             return [row.cluster_id for row in conn.execute(top)]
 
-    def stories(self, ids: Sequence[int]) -> list[list[StoredItem]]:
+    def story_members(self, ids: Sequence[int]) -> list[list[StoredItem]]:
         """The members of these stories, in the order given (a story gone since is empty)."""
         members: dict[int, list[StoredItem]] = {i: [] for i in ids}
         with self.engine.connect() as conn:
