@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from aggregator import dedupe
 from aggregator.models import FeedState, Fetched, ParsedEntry, ParsedFeed
 from aggregator.store import Store
+from aggregator.store.schema import near_docs
 from tests.conftest import run_cli
 
 DATA = Path(__file__).parent / "data" / "dedupe"
@@ -447,3 +449,21 @@ def test_bands_find_a_reprint_that_shares_half_its_text() -> None:
 def _jaccard(a: str, b: str) -> float:
     sa, sb = dedupe.shingles(a), dedupe.shingles(b)
     return len(sa & sb) / len(sa | sb)
+
+
+def test_a_footer_is_learnt_from_the_feeds_earlier_polls(store: Store) -> None:
+    """A promotional footer no pattern knows, one entry per poll: only the counts stored by
+    the earlier polls show it recurring, and the third entry's main text leaves it out."""
+    footer = "오늘의 추천 프로모션 행사에 참여하시면 다양한 선물을 받으실 수 있습니다 지금 응모"
+    stories = [
+        "서울시는 올해 한강 공원에 새로운 자전거 도로를 만들기로 했다고 발표했다",
+        "부산항의 컨테이너 물동량이 지난달 처음으로 이백만 개를 넘어섰다고 밝혔다",
+        "대전의 한 연구소가 새로운 배터리 소재를 개발해 특허를 출원했다고 전했다",
+    ]
+    for i, text in enumerate(stories):
+        # A second sentence (the first reversed): main text long enough to be indexed.
+        html = f"<p>{text}.</p><p>{text[::-1]}.</p><p>{footer}.</p>"
+        _save(store, "promo", [_entry(f"p{i}", "", content_html=html)], NOW + timedelta(hours=i))
+    with store.engine.connect() as conn:
+        texts = [r.text for r in conn.execute(sa.select(near_docs).order_by(near_docs.c.entry_id))]
+    assert [footer[:10] in t for t in texts] == [True, True, False]

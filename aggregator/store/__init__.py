@@ -342,7 +342,8 @@ class Store(Coordination):
             return [row.cluster_id for row in conn.execute(top)]
 
     def story_members(self, ids: Sequence[int]) -> list[list[StoredItem]]:
-        """The members of these stories, in the order given (a story gone since is empty)."""
+        """The members of these stories, in the order given (a story without members is left
+        out)."""
         members: dict[int, list[StoredItem]] = {i: [] for i in ids}
         with self.engine.connect() as conn:
             for chunk in range(0, len(ids), _CHUNK):

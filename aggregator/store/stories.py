@@ -318,16 +318,14 @@ def fingerprints(
     batch_counts = Counter(h for hs in hashes.values() for h in hs)
     counts: dict[int, int] = {}
     # A feed's first poll has no counts to read: one probe instead of a lookup per segment.
-    known = conn.execute(
-        sa.select(feed_segments.c.segment).where(feed_segments.c.feed_name == feed_name).limit(1)
-    ).first()
-    for chunk in _chunks(list(batch_counts) if known else []):
-        rows = conn.execute(
-            sa.select(feed_segments.c.segment, feed_segments.c.entries).where(
-                feed_segments.c.feed_name == feed_name, feed_segments.c.segment.in_(chunk)
+    if batch_counts and _has_segments(conn, feed_name):
+        for chunk in _chunks(list(batch_counts)):
+            rows = conn.execute(
+                sa.select(feed_segments.c.segment, feed_segments.c.entries).where(
+                    feed_segments.c.feed_name == feed_name, feed_segments.c.segment.in_(chunk)
+                )
             )
-        )
-        counts.update({row.segment: row.entries for row in rows})
+            counts.update({row.segment: row.entries for row in rows})
     common = dedupe.recurring_segments(hashes, counts)
     count_segments(conn, feed_name, batch_counts, now)
     return {
@@ -336,6 +334,13 @@ def fingerprints(
         else dedupe.fingerprint(p.segments, common[key])
         for key, p in fresh.items()
     }
+
+
+def _has_segments(conn: Connection, feed_name: str) -> bool:
+    found = conn.execute(
+        sa.select(feed_segments.c.segment).where(feed_segments.c.feed_name == feed_name).limit(1)
+    ).first()
+    return found is not None
 
 
 def count_segments(conn: Connection, feed_name: str, counts: Counter[int], now: datetime) -> None:
