@@ -2,18 +2,19 @@
 
 Parsing a body and preparing its entries for deduplication need nothing but the body;
 storing needs the database and happens in the main process, one feed after another. While
-the main process stores one feed, worker processes parse the next bodies of the batch. A
-batch with few bodies is parsed in place: handing work over costs more than it saves then.
+the main process stores one feed, worker processes parse the next bodies of the batch; when
+it would have to wait for them, it parses a later body itself. A batch with few bodies is
+parsed in place: handing work over costs more than it saves then.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from aggregator import dedupe, parse
@@ -24,7 +25,8 @@ ParseArgs = tuple[bytes, str, str | None, str | None, datetime] | None
 Parsed = tuple[ParsedFeed, dict[str, dedupe.Prepared]]
 
 #: Worker processes besides the main process, which is busy with the database: one on two
-#: cores (storing, not parsing, is the slower half; each worker holds ~100 MB), none on one.
+#: cores (each worker holds ~100 MB; the main process parses what the worker has not
+#: started when it runs out of storing to do), none on one.
 WORKERS = max(0, min(2, (os.cpu_count() or 1) - 1))
 #: Fewer bodies than this in a batch are parsed in the main process (starting the workers
 #: costs about a second on a busy 2-core machine).
@@ -47,9 +49,15 @@ class Parsing:
 
     args: tuple[bytes, str, str | None, str | None, datetime]
     future: Future[Parsed] | None = None
+    #: Parses, in this process, a later body no worker has started; False when there is none.
+    steal: Callable[[], bool] | None = field(default=None, compare=False)
 
     def result(self) -> Parsed:
         if self.future is not None:
+            # Rather than wait for the worker, parse later bodies here meanwhile: when
+            # parsing, not storing, is the slower half, the main process would sit idle.
+            while not self.future.done() and self.steal is not None and self.steal():
+                pass
             try:
                 return self.future.result()
             except BrokenProcessPool:
@@ -74,10 +82,30 @@ def parse_ahead(jobs: Sequence[ParseArgs]) -> Iterator[Parsing | None]:
         queue = iter(todo)
         futures: dict[int, Future[Parsed]] = {}
         broken = False
+
+        def steal() -> bool:
+            # The newest body still waiting for a worker: the worker works from the oldest.
+            for j in sorted(futures, reverse=True):
+                if futures[j].cancel():
+                    futures[j] = _here(jobs[j])
+                    return True
+            return False
+
         for i, args in enumerate(jobs):
             while not broken and len(futures) < AHEAD and (j := next(queue, None)) is not None:
                 try:
                     futures[j] = pool.submit(parse_and_prepare, *jobs[j])  # type: ignore[misc]
                 except BrokenProcessPool:
                     broken = True
-            yield None if args is None else Parsing(args, futures.pop(i, None))
+            yield None if args is None else Parsing(args, futures.pop(i, None), steal)
+
+
+def _here(args: ParseArgs) -> Future[Parsed]:
+    """parse_and_prepare(*args) done in this process, as a finished future."""
+    assert args is not None
+    done: Future[Parsed] = Future()
+    try:
+        done.set_result(parse_and_prepare(*args))
+    except Exception as exc:  # raised again where the result is asked for, as a worker's is
+        done.set_exception(exc)
+    return done
