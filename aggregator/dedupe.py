@@ -290,21 +290,41 @@ def shingles(text: str) -> frozenset[int]:
 
 
 @cache
-def _minhash() -> tuple[type[Any], Any]:
-    """datasketch (with numpy, ~47 MB) is loaded on first use: publishing never needs it."""
-    from datasketch import MinHash  # type: ignore[import-untyped]
+def _permutations() -> tuple[Any, Any]:
+    """datasketch's affine32 permutations for seed 1 (its MinHash(num_perm=64, seed=1)).
 
-    return MinHash, MinHash(num_perm=NUM_PERM, seed=1).permutations
+    numpy (~27 MB) is loaded on first use: publishing never needs it.
+    """
+    import numpy as np
+
+    gen = np.random.RandomState(1)
+    a = gen.randint(0, 1 << 31, NUM_PERM, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, NUM_PERM, dtype=np.uint32)
+    return a, b
+
+
+def minhash(shingle_set: frozenset[int]) -> Any:
+    """The set's 64 MinHash values, exactly as datasketch's MinHash (scheme "affine32", seed
+    1) computes them from the same 32-bit hashes; tests/test_dedupe.py checks the two agree.
+
+    Done here in one numpy expression because datasketch hashes its input in a Python loop
+    (half its cost per entry) and importing it loads scipy (~55 MB in every process).
+    """
+    import numpy as np
+
+    a, b = _permutations()
+    hv = np.fromiter(shingle_set, dtype=np.uint32, count=len(shingle_set))
+    hv ^= hv >> np.uint32(16)  # MurmurHash3's finalizer, datasketch's pre-mix for affine32
+    hv *= np.uint32(0x85EBCA6B)
+    hv ^= hv >> np.uint32(13)
+    hv *= np.uint32(0xC2B2AE35)
+    hv ^= hv >> np.uint32(16)
+    return (hv[:, None] * a + b).min(axis=0)  # uint32 arithmetic wraps: mod 2^32
 
 
 def bands(shingle_set: frozenset[int], seed: int = 0, count: int = BANDS) -> tuple[int, ...]:
     """LSH band keys of a shingle set; `seed` keeps the text's and the lead's keys apart."""
-    minhash_type, permutations = _minhash()
-    minhash = minhash_type(
-        num_perm=NUM_PERM, permutations=permutations, scheme="affine32", hashfunc=int
-    )
-    minhash.update_batch(list(shingle_set))
-    values = minhash.hashvalues
+    values = minhash(shingle_set)
     return tuple(
         int.from_bytes(
             xxhash.xxh64_digest(values[b * ROWS : (b + 1) * ROWS].tobytes(), seed=seed + b),

@@ -77,7 +77,7 @@ def parse_ahead(jobs: Sequence[ParseArgs]) -> Iterator[Parsing | None]:
             yield None if args is None else Parsing(args)
         return
     context = multiprocessing.get_context("forkserver")  # the daemon has threads: no fork
-    context.set_forkserver_preload([__name__, "datasketch"])  # workers start ready
+    context.set_forkserver_preload([__name__, "numpy"])  # workers start ready
     with ProcessPoolExecutor(WORKERS, mp_context=context) as pool:
         queue = iter(todo)
         futures: dict[int, Future[Parsed]] = {}

@@ -303,6 +303,26 @@ def test_short_text_gets_no_fingerprint_and_bands_are_stable() -> None:
     assert len(_fp(BASE).bands) == dedupe.BANDS + dedupe.LEAD_BANDS
 
 
+def test_minhash_is_datasketchs_so_stored_band_keys_stay_valid() -> None:
+    """Band keys stored by earlier versions (which called datasketch) must still match."""
+    datasketch = pytest.importorskip("datasketch")
+    reference = datasketch.MinHash(num_perm=dedupe.NUM_PERM, seed=1)
+    rng = random.Random(5)
+    texts = [
+        dedupe.shingles(BASE),
+        *(frozenset(rng.getrandbits(32) for _ in range(n)) for n in (1, 7, 4000)),
+    ]
+    for shingle_set in texts:
+        theirs = datasketch.MinHash(
+            num_perm=dedupe.NUM_PERM,
+            permutations=reference.permutations,
+            scheme="affine32",
+            hashfunc=int,
+        )
+        theirs.update_batch(list(shingle_set))
+        assert dedupe.minhash(shingle_set).tolist() == theirs.hashvalues.tolist()
+
+
 # -- through the store, on SQLite and PostgreSQL ----------------------------------------------
 
 
