@@ -47,11 +47,14 @@ class Memo:
         """`build_item`, or what it returned for the very same entries under the same terms
         (`terms`: provider name -> `archive.terms_fingerprint`, covering what build_item
         reads of a FeedConfig)."""
+        keeping = len(self._now) < self._keep
+        if not keeping and not self._last:  # nothing to find, nothing to keep: no key needed
+            return build_item(members, feeds, language)
         key = _key(members, language, terms)
         built = self._now.get(key) or self._last.get(key)
         if built is None:
             built = build_item(members, feeds, language)
-        if len(self._now) < self._keep:
+        if keeping:
             self._now[key] = built
         return built
 
