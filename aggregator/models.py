@@ -65,6 +65,8 @@ class ParsedEntry:
     rights: str | None = None
     license: str | None = None
     categories: tuple[str, ...] = ()
+    #: policy.rights.notice_lines of the bodies, made while parsing; None: not made.
+    notice_lines: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,9 @@ class StoredItem:
     feed_rights: str | None = None
     feed_license: str | None = None
     feed_author: str | None = None
+    #: policy.rights.notice_lines of the bodies as stored (None: not stored, or under other
+    #: rules: read the bodies).
+    notice_lines: tuple[str, ...] | None = None
     #: The entry's place in the store's order (the earlier of its date and first seen, never
     #: moved up by a re-dating); a story is as old as its oldest publishable entry.
     sort_date: datetime | None = None

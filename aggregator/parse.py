@@ -28,6 +28,7 @@ import nh3
 import webencodings
 
 from aggregator.models import ParsedEntry, ParsedFeed
+from aggregator.policy import rights
 
 __all__ = ["ParseError", "decode", "parse_date", "parse_feed"]
 
@@ -392,6 +393,7 @@ def _entry(e: Mapping[str, Any], ctx: _Context, markup_title: bool) -> ParsedEnt
         rights=_rights(e),
         license=_license(e),
         categories=tuple(dict.fromkeys(t for t in tags if t)),
+        notice_lines=rights.notice_lines((summary_html, content_html)),
     )
 
 

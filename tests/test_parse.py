@@ -334,6 +334,15 @@ def test_content_encoded_alone_is_not_duplicated_into_summary() -> None:
     assert (entry.content_html, entry.summary_html) == ("<p>full text</p>", "")
 
 
+def test_the_lines_where_a_rights_notice_may_stand_are_taken_while_parsing() -> None:
+    entry = one(
+        "<item><guid>n</guid><description><![CDATA[<p>금리를 동결했다.</p>"
+        "<p>&lt;저작권자 &copy; 한국IT산업뉴스, 무단 전재 및 재배포금지&gt;</p>]]></description>"
+        "<content:encoded><![CDATA[<p>본문만 있다.</p>]]></content:encoded></item>"
+    )
+    assert entry.notice_lines == ("<저작권자 © 한국IT산업뉴스, 무단 전재 및 재배포금지>",)
+
+
 # --- 7. dates -------------------------------------------------------------------------------
 
 

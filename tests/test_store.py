@@ -13,6 +13,7 @@ from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
 
 from aggregator.models import FeedState, Fetched, ParsedEntry, ParsedFeed
+from aggregator.policy import rights
 from aggregator.store import SchemaError, Store, schema_versions
 
 NOW = datetime(2025, 10, 17, 12, 0, tzinfo=UTC)
@@ -185,3 +186,23 @@ def test_unchanged_entries_cost_no_entry_writes(store: Store) -> None:
     finally:
         sa.event.remove(store.engine, "after_cursor_execute", record)
     assert writes and all(w.split()[-1].strip('"') == "feeds" for w in writes), writes
+
+
+def test_notice_lines_are_stored_and_ignored_once_made_under_other_rules(store: Store) -> None:
+    """Lines made by parsing stand in for the bodies at publish time, but only under the
+    rules that made them: lines from an older version's rules are not trusted (fail closed)."""
+    body = "<p>한국은행이 기준금리를 동결했다.</p><p>무단 전재 및 재배포금지</p>"
+    lines = rights.notice_lines(("", body))
+    assert lines == ("무단 전재 및 재배포금지",)
+    save(store, "a", entry("1", summary_html="", content_html=body, notice_lines=lines))
+    [[item]] = store.latest_clusters(["a"], 10)
+    assert item.notice_lines == lines
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE entries SET notice_lines = :v"),
+            {"v": '{"rules": "older", "lines": []}'},
+        )
+    [[item]] = store.latest_clusters(["a"], 10)
+    assert item.notice_lines is None
+    found = rights.detect([], [], bodies=[item.summary_html, item.content_html])
+    assert any("무단 전재" in str(s) for s in found.signals)  # read from the body again

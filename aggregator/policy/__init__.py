@@ -31,16 +31,44 @@ Modules: `rights` (signals -> level), `text` (excerpts, images), `item` (represe
 text, credit block, noindex, what was removed), `memo` (items a daemon's last publish built).
 """
 
-from aggregator.policy.item import (
-    CREDIT_TEMPLATES,
-    build_item,
-    decide,
-    terms_fingerprint,
-    why_not,
-)
-from aggregator.policy.memo import PUBLISHED, Memo
-from aggregator.policy.rights import Detection, Signal, detect
-from aggregator.policy.text import excerpt, strip_images
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aggregator.policy.item import (
+        CREDIT_TEMPLATES,
+        build_item,
+        decide,
+        terms_fingerprint,
+        why_not,
+    )
+    from aggregator.policy.memo import PUBLISHED, Memo
+    from aggregator.policy.rights import Detection, Signal, detect
+    from aggregator.policy.text import excerpt, strip_images
+
+#: Where each name lives. Loaded on first use (PEP 562), so that the parse workers, which
+#: need only `rights`, do not load the config schema (pydantic, ~11 MB) through `item`.
+_HOMES = {
+    "CREDIT_TEMPLATES": "item",
+    "build_item": "item",
+    "decide": "item",
+    "terms_fingerprint": "item",
+    "why_not": "item",
+    "PUBLISHED": "memo",
+    "Memo": "memo",
+    "Detection": "rights",
+    "Signal": "rights",
+    "detect": "rights",
+    "excerpt": "text",
+    "strip_images": "text",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(import_module(f"{__name__}.{_HOMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CREDIT_TEMPLATES",

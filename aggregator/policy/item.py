@@ -45,6 +45,7 @@ def decide(feed: FeedConfig, item: StoredItem) -> Decision:
         [item.feed_rights, item.feed_license],
         [item.rights, item.license],
         bodies=[item.summary_html, item.content_html],
+        lines=item.notice_lines,
     )
     signals = tuple(str(s) for s in found.signals)
     if feed.redistribution != "auto":

@@ -9,6 +9,7 @@ stand as notices count there (not "무단 전재 및 재배포 금지를 요구�
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -281,6 +282,21 @@ def text_of(fragment: str) -> Text:
     return Text(found, tuple(maybe))
 
 
+#: Names the rules `notice_lines` selects lines by (bump the leading number when `text_of`
+#: changes): lines stored under other rules, an older version's, are not trusted, and the
+#: bodies are read again.
+NOTICE_RULES = hashlib.sha256(f"1|{_BLOCK.pattern}|{_MAYBE.pattern}".encode()).hexdigest()[:12]
+
+
+def notice_lines(bodies: Sequence[str]) -> tuple[str, ...]:
+    """The lines of these HTML bodies where a rights notice may stand (`text_of`'s `maybe`),
+    in order: all `detect` reads of a body. Made once per entry when it is parsed and stored
+    with it (under NOTICE_RULES), so publishing need not turn every body into text again."""
+    return tuple(
+        text.lines[i] for text in (text_of(body) for body in bodies if body) for i in text.maybe
+    )
+
+
 def clip(text: str, limit: int) -> str:
     """One line of at most `limit` characters, `…` when cut."""
     text = " ".join(text.split())
@@ -292,20 +308,20 @@ def detect(
     texts_entry: Sequence[str | None],
     *,
     bodies: Sequence[str] = (),
+    lines: Sequence[str] | None = None,
 ) -> Detection:
     """Read rights fields (feed, entry) and notices inside entry `bodies` (HTML) into a level.
 
+    `lines`, when given, are `notice_lines(bodies)` made earlier (the bodies are not read).
     The feed level (or the summary default when the feed says nothing) is the ceiling; entry
     signals only restrict. Within a scope the most restrictive signal wins.
     """
     feed_sig = [s for t in texts_feed if t and t.strip() for s in _signals("feed", t, True)]
     entry_sig = [s for t in texts_entry if t and t.strip() for s in _signals("entry", t, True)]
     body_spans: list[str] = []
-    for body in bodies:
-        text = text_of(body)
-        for line in (text.lines[i] for i in text.maybe):
-            entry_sig += _signals("entry", line, False)
-            body_spans += _notices(line)
+    for line in notice_lines(bodies) if lines is None else lines:
+        entry_sig += _signals("entry", line, False)
+        body_spans += _notices(line)
     ceiling, restrict = _decisive(feed_sig), _decisive(entry_sig)
     level: Level = ceiling.level if ceiling else "summary"
     if restrict and LEVELS.index(restrict.level) > LEVELS.index(level):

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from aggregator import dedupe
 from aggregator.models import FeedState, Fetched, ParsedFeed, StoredItem
+from aggregator.policy import rights
 from aggregator.store import stories
 from aggregator.store.coordination import (
     MIGRATION_LOCK,
@@ -445,4 +446,15 @@ def _stored_item(row: Any) -> StoredItem:
     values["categories"] = (
         tuple(json.loads(categories)) if categories and categories != "[]" else ()
     )
+    values["notice_lines"] = _notice_lines(values["notice_lines"])
     return StoredItem(**values)
+
+
+def _notice_lines(stored: str | None) -> tuple[str, ...] | None:
+    """The stored notice lines, if made under today's rules (else None: read the bodies)."""
+    if not stored:
+        return None
+    found = json.loads(stored)
+    if found.get("rules") != rights.NOTICE_RULES:
+        return None
+    return tuple(found["lines"])

@@ -135,6 +135,8 @@ entries = sa.Table(
     sa.Column("rights", sa.Text),
     sa.Column("license", sa.Text),
     sa.Column("categories", sa.Text, nullable=False),
+    # policy.rights.notice_lines of the bodies, as JSON {"rules": ..., "lines": [...]}.
+    sa.Column("notice_lines", sa.Text),
     sa.UniqueConstraint("feed_name", "key_hash", name="uq_entries_feed_key"),
     sa.Index("ix_entries_norm_link", "norm_link"),
     sa.Index("ix_entries_guid_key", "guid_key"),

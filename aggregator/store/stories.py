@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from aggregator import dedupe
 from aggregator.models import ParsedEntry
+from aggregator.policy import rights
 from aggregator.store import bulk
 from aggregator.store.schema import (
     GUID_NAMESPACE,
@@ -468,4 +469,9 @@ def _entry_values(entry: ParsedEntry, chash: str, text_hash: str | None) -> dict
         "rights": entry.rights,
         "license": entry.license,
         "categories": json.dumps(list(entry.categories), ensure_ascii=False),
+        "notice_lines": None
+        if entry.notice_lines is None
+        else json.dumps(
+            {"rules": rights.NOTICE_RULES, "lines": list(entry.notice_lines)}, ensure_ascii=False
+        ),
     }
