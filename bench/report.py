@@ -24,6 +24,7 @@ SCENARIOS = {
     "reader": "peer: reader update_feeds",
     "naive": "naive: feedparser.parse(url) loop",
     "fetch_only": "diagnostic: aggregator fetch_all only",
+    "publish_again": "diagnostic: a daemon's next publish of the 10k items, nothing changed",
 }
 
 

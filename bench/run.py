@@ -7,6 +7,7 @@ scenario, each run in a fresh process (bench.worker) so peak RSS is the scenario
                   (+ the naive loop, in the first run only: it is a reference, not a target)
     then:         warm cycle x runs (copy of the cold store, every feed answers 304)
                   publish x runs (output.limit 10000 from the cold store)
+                  publish again (diagnostic: a daemon's second publish, nothing changed)
                   fetch only (diagnostic: how fast the aggregator's HTTP client is)
     farm -> generation 1:  churn cycle x runs (copy of the cold store, 10% of feeds changed)
     farm -> generation 0:  parser floor with feedparser options off (diagnostic)
@@ -219,6 +220,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     break
                 shutil.rmtree(publish_home / "output", ignore_errors=True)
                 measure("publish", ["publish", "--config", str(config)])
+            measure("publish_again", ["publish", "--config", str(config), "--again"])
             fetched = measure("fetch_only", ["fetch", "--config", str(config)])
             diagnostics["aggregator fetch_all, cold (concurrency 32)"] = (
                 f"{fetched['wall']:.2f} s for {fetched['detail']['requests']} feeds, "
