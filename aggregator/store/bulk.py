@@ -7,12 +7,12 @@ alike) and compiled once per dialect; only the parameters bypass it, so they mus
 what the driver takes: plain numbers and strings, datetimes through `db_time`.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from operator import itemgetter
 from typing import Any, NamedTuple
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -69,6 +69,25 @@ def scalars(conn: Connection, stmt: ClauseElement, values: Mapping[str, Any]) ->
     return list(conn.exec_driver_sql(compiled.sql, _params(compiled, [values])[0]).scalars().all())
 
 
-def db_time(conn: Connection, value: datetime) -> datetime | None:
-    """A datetime as the store's UTCDateTime columns hand it to this driver."""
-    return UTCDateTime().process_bind_param(value, conn.dialect)
+def insert_id(conn: Connection, stmt: ClauseElement, values: Mapping[str, Any]) -> int:
+    """Run an `INSERT ... RETURNING id` for one row; the new row's id."""
+    compiled = _compile(conn, stmt)
+    return int(conn.exec_driver_sql(compiled.sql, _params(compiled, [values])[0]).scalar_one())
+
+
+def db_time(conn: Connection, value: datetime | None) -> Any:
+    """A datetime exactly as the store's UTCDateTime columns hand it to this driver (on SQLite
+    the text SQLAlchemy writes, so rows written either way compare and sort alike)."""
+    return _time_processor(conn.dialect.name, conn.dialect)(value)
+
+
+_processors: dict[str, Callable[[Any], Any]] = {}
+
+
+def _time_processor(name: str, dialect: Dialect) -> Callable[[Any], Any]:
+    found = _processors.get(name)
+    if found is None:
+        processor = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+        assert processor is not None  # UTCDateTime always converts
+        found = _processors[name] = processor
+    return found
