@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -49,7 +50,7 @@ class Parsing:
 
     args: tuple[bytes, str, str | None, str | None, datetime]
     future: Future[Parsed] | None = None
-    #: Parses, in this process, a later body no worker has started; False when there is none.
+    #: Parses, in this process, a later body not handed to a worker; False when there is none.
     steal: Callable[[], bool] | None = field(default=None, compare=False)
 
     def result(self) -> Parsed:
@@ -80,23 +81,40 @@ def parse_ahead(jobs: Sequence[ParseArgs]) -> Iterator[Parsing | None]:
     context.set_forkserver_preload([__name__, "numpy"])  # workers start ready
     with ProcessPoolExecutor(WORKERS, mp_context=context) as pool:
         queue = iter(todo)
-        futures: dict[int, Future[Parsed]] = {}
+        waiting: deque[int] = deque()  # within the lookahead, not handed to a worker yet
+        futures: dict[int, Future[Parsed]] = {}  # handed over, or parsed here by `steal`
         broken = False
 
-        def steal() -> bool:
-            # The newest body still waiting for a worker: the worker works from the oldest.
-            for j in sorted(futures, reverse=True):
-                if futures[j].cancel():
-                    futures[j] = _here(jobs[j])
-                    return True
-            return False
-
-        for i, args in enumerate(jobs):
-            while not broken and len(futures) < AHEAD and (j := next(queue, None)) is not None:
+        def top_up() -> None:
+            # Bodies are handed over only as a worker can take them (one queued behind the one
+            # it parses): never cancelled later, which Python 3.11's pool mishandles when a
+            # worker dies (InvalidStateError in its management thread).
+            nonlocal broken
+            while len(futures) + len(waiting) < AHEAD and (j := next(queue, None)) is not None:
+                waiting.append(j)
+            busy = sum(not f.done() for f in futures.values())
+            while not broken and waiting and busy < 2 * WORKERS:
+                j = waiting.popleft()
                 try:
                     futures[j] = pool.submit(parse_and_prepare, *jobs[j])  # type: ignore[misc]
+                    busy += 1
                 except BrokenProcessPool:
                     broken = True
+                    waiting.appendleft(j)
+
+        def steal() -> bool:
+            # The newest body no worker has: the workers take the oldest first.
+            top_up()
+            if not waiting:
+                return False
+            j = waiting.pop()
+            futures[j] = _here(jobs[j])
+            return True
+
+        for i, args in enumerate(jobs):
+            top_up()
+            if i in waiting:  # not handed over: parsed here when its result is asked for
+                waiting.remove(i)
             yield None if args is None else Parsing(args, futures.pop(i, None), steal)
 
 
