@@ -213,7 +213,9 @@ def build_item(
     level, credit = best.decision.level, _credit_html(best, also, korean)
     body = item.content_html if item.content_html.strip() else item.summary_html
     teaser = item.summary_html if item.summary_html.strip() else item.content_html
-    summary = excerpt(teaser, best.feed.excerpt_length)
+    # A title-level item shows no excerpt: it is not made (turning a body into text is most
+    # of an item's cost).
+    summary = excerpt(teaser, best.feed.excerpt_length) if level != "title" else ""
     if level == "full":
         shown = body if best.feed.images else strip_images(body)
         content = f"{shown}\n{credit}" if shown.strip() else credit
