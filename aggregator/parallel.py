@@ -26,8 +26,8 @@ ParseArgs = tuple[bytes, str, str | None, str | None, datetime] | None
 Parsed = tuple[ParsedFeed, dict[str, dedupe.Prepared]]
 
 #: Worker processes besides the main process, which is busy with the database: one on two
-#: cores (each worker holds ~100 MB; the main process parses what the worker has not
-#: started when it runs out of storing to do), none on one.
+#: cores (each worker holds ~100 MB; the main process parses the bodies not handed to it
+#: whenever it would otherwise wait), none on one.
 WORKERS = max(0, min(2, (os.cpu_count() or 1) - 1))
 #: Fewer bodies than this in a batch are parsed in the main process (starting the workers
 #: costs about a second on a busy 2-core machine).
