@@ -78,16 +78,17 @@ def insert_id(conn: Connection, stmt: ClauseElement, values: Mapping[str, Any]) 
 def db_time(conn: Connection, value: datetime | None) -> Any:
     """A datetime exactly as the store's UTCDateTime columns hand it to this driver (on SQLite
     the text SQLAlchemy writes, so rows written either way compare and sort alike)."""
-    return _time_processor(conn.dialect.name, conn.dialect)(value)
+    return _time_processor(conn.dialect)(value)
 
 
+#: Dialect name -> UTCDateTime's bind processor for it.
 _processors: dict[str, Callable[[Any], Any]] = {}
 
 
-def _time_processor(name: str, dialect: Dialect) -> Callable[[Any], Any]:
-    found = _processors.get(name)
+def _time_processor(dialect: Dialect) -> Callable[[Any], Any]:
+    found = _processors.get(dialect.name)
     if found is None:
         processor = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
         assert processor is not None  # UTCDateTime always converts
-        found = _processors[name] = processor
+        found = _processors[dialect.name] = processor
     return found

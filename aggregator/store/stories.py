@@ -24,6 +24,7 @@ from aggregator.policy import rights
 from aggregator.store import bulk
 from aggregator.store.schema import (
     GUID_NAMESPACE,
+    UTCDateTime,
     clusters,
     entries,
     entry_matches,
@@ -326,8 +327,8 @@ _INSERT_ENTRY = (
     .values({name: sa.bindparam(name) for name in _ENTRY_COLUMNS})
     .returning(entries.c.id)
 )
-#: The entry columns that hold datetimes (UTCDateTime), converted with bulk.db_time.
-_TIMES = ("published", "updated", "first_seen", "sort_date")
+#: The entry columns that hold datetimes, converted with bulk.db_time.
+_TIMES = tuple(c.name for c in entries.columns if isinstance(c.type, UTCDateTime))
 
 
 def fingerprints(
