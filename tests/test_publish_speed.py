@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import os
+import random
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -37,6 +38,68 @@ T0 = datetime(2025, 10, 16, 10, 58, tzinfo=UTC)
 def test_excerpt_still_drops_footers_and_notices() -> None:
     html = "<p>첫 문장이다. 둘째 문장이다.</p><p>기사제공: 예시뉴스 무단 전재 및 재배포 금지</p>"
     assert text.excerpt(html, 200) == "첫 문장이다. 둘째 문장이다."
+
+
+_PIECES = (
+    "금리는 3.5%로 유지됐다.",
+    "한국은행은 16일 기준금리를 동결했다고 밝혔다",
+    "The central bank held its rate, officials said.",
+    "R&amp;D 예산 &lt;확정&gt; &quot;발표&quot;",
+    '<a href="https://x.example/?a=1&amp;b=2" title="a&lt;b">링크 글</a>',
+    "<b>굵은</b> <i>기울인</i> 글",
+    "RSS피드 기사제공처 : 한국IT산업뉴스 / 등록기자: 김유미 문화부",
+    "무단 전재 및 재배포금지",
+    "&lt;저작권자(c) 연합뉴스, 무단 전재-재배포 금지&gt;",
+    "Copyright ⓒ 한국경제. All rights reserved",
+    "원문보기",
+    "무단 전재 <b>및 재배포금지</b> 뒤에 남은 글",
+    "등록기자<i>:</i> 김유미 문화부",
+    "<b>Copyright</b> ⓒ 2025 All rights reserved",
+    "<b>기사</b>제공처 : 예시뉴스",
+    "가" * 150,
+    unicodedata.normalize("NFD", "한국어 문장이다. ") * 5,
+    "<br>",
+    "<br><br>",
+)
+
+
+def _body(rng: random.Random) -> str:
+    """An article as the parse stage stores it: paragraphs, lists, a table, a figure, footers
+    and notices anywhere (also first), some one long paragraph with no block tag at all."""
+    blocks = []
+    for _ in range(rng.randint(0, 30)):
+        words = " ".join(rng.choice(_PIECES) for _ in range(rng.randint(1, 12)))
+        shape = rng.random()
+        if shape < 0.6:
+            blocks.append(f"<p>{words}</p>")
+        elif shape < 0.7:
+            blocks.append(f"<ul><li>{words}</li><li>{rng.choice(_PIECES)}</li></ul>")
+        elif shape < 0.8:
+            blocks.append(f"<table><tr><td>{words}</td><td>{rng.choice(_PIECES)}</td></tr></table>")
+        elif shape < 0.85:
+            blocks.append(
+                f'<figure><img src="https://x.example/i.jpg"><figcaption>{words}</figcaption></figure>'
+            )
+        elif shape < 0.9:
+            blocks.append(f"<h2>{words}</h2><div>{words}</div>")
+        else:
+            blocks.append(words)
+    return nh3.clean(("" if rng.random() < 0.8 else " ").join(blocks))
+
+
+def test_excerpt_of_the_opening_is_the_excerpt_of_the_whole_body(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Excerpts read a body's opening only; they must equal the excerpt of the whole body."""
+    rng = random.Random(8)
+    cases = [(_body(rng), rng.choice([20, 33, 80, 200, 201, 500, 1500, 5000])) for _ in range(1500)]
+    fast = [text.excerpt(body, limit) for body, limit in cases]
+    assert sum(len(body) > 3 * text._HEAD_MIN for body, _ in cases) > 500  # the opening is cut
+    monkeypatch.setattr(text, "_HEAD_MIN", 10**9)  # never cut: every body read whole
+    rights.text_of.cache_clear()
+    slow = [text.excerpt(body, limit) for body, limit in cases]
+    assert fast == slow
+    assert sum(s.endswith("…") for s in slow) > 300 and sum(not s for s in slow) < 150
 
 
 def test_staged_files_replace_together(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Collection, Sequence
 
 from aggregator.policy.rights import _FOOTER, NOT_ARTICLE, maybe_rights, text_of
 
@@ -51,22 +52,54 @@ def _safe_cut(text: str, cut: int) -> int:
     return cut
 
 
+def _excerpt_text(lines: Sequence[str], maybe: Collection[int]) -> str:
+    """The lines on one line, footer and notice cut from the lines that may hold one."""
+    text = " ".join(lines)  # the lines are whitespace-collapsed already
+    footer = _FOOTER.search(text) is not None  # else no line holds one
+    if maybe or footer:  # cut only the lines that may hold a footer or notice
+        kept = (
+            _drop_footer(line) if i in maybe or (footer and _FOOTER.search(line)) else line
+            for i, line in enumerate(lines)
+        )
+        text = " ".join(" ".join(kept).split())
+    return text
+
+
+#: Characters of HTML the first excerpt attempt reads, per character of excerpt, and at least.
+_HEAD_PER_CHAR, _HEAD_MIN = 3, 600
+
+
+def _head_text(html: str, limit: int) -> str | None:
+    """The excerpt text of the opening of `html`, when that opening decides the excerpt.
+
+    An article is kilobytes and an excerpt a few hundred characters, and turning HTML into
+    text was most of a published item's cost. The HTML is cut before a tag and the last line
+    of its text (perhaps cut short) is dropped: every earlier line comes out as in the whole
+    body, since tags, entities and the rights and footer patterns never span a line. When
+    what is left is longer than the excerpt, the excerpt cannot see past it; else (a short
+    body, one long paragraph) the caller reads it all. Each try reads twice as much.
+    """
+    size = max(_HEAD_MIN, _HEAD_PER_CHAR * limit)
+    while (cut := html.find("<", size)) > 0:
+        found = text_of(html[:cut])
+        lines = found.lines[:-1]
+        text = _excerpt_text(lines, [i for i in found.maybe if i < len(lines)])
+        if len(text) > limit:
+            return text
+        size = 2 * cut
+    return None
+
+
 def excerpt(html: str, limit: int) -> str:
     """Plain-text excerpt of at most `limit` characters (ellipsis included), footer dropped.
 
     Cut at the last sentence end, else the last space, if either keeps half the budget; else
     (Korean without spaces) at the limit itself, never between a character and its marks.
     """
-    found = text_of(html)
-    text = " ".join(found.lines)  # the lines are whitespace-collapsed already
-    footer = _FOOTER.search(text) is not None  # else no line holds one
-    if found.maybe or footer:  # cut only the lines that may hold a footer or notice
-        maybe = set(found.maybe)
-        kept = (
-            _drop_footer(line) if i in maybe or (footer and _FOOTER.search(line)) else line
-            for i, line in enumerate(found.lines)
-        )
-        text = " ".join(" ".join(kept).split())
+    text = _head_text(html, limit) if limit >= 1 else None
+    if text is None:
+        found = text_of(html)
+        text = _excerpt_text(found.lines, set(found.maybe))
     if len(text) <= limit:
         return text
     if limit < 1:
