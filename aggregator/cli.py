@@ -285,7 +285,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         if why := policy.why_not(feed, m):
             print(f"  not published: {why}")
     allowed = {f.name: f for f in cfg.feeds if f.redistribution != "none"}
-    item, reason = policy.build_item(members, allowed, cfg.output.language)
+    item, reason = policy.build_item(members, allowed, cfg.output.language, explain=True)
     if item is None:
         print(f"published: no ({reason})")
     else:

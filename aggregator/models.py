@@ -162,7 +162,7 @@ class PublishedItem:
     categories: tuple[str, ...] = field(default_factory=tuple)
     #: Crawlers must not index this republished copy (feeds[].noindex).
     noindex: bool = False
-    #: What the terms removed from the provider's entry, in words (for `explain`).
+    #: What the terms removed from the provider's entry, in words: made for `explain` only.
     removed: tuple[str, ...] = ()
 
 

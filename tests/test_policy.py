@@ -776,7 +776,9 @@ PHOTO_BODY = (
 @pytest.mark.parametrize(("images", "kept"), [(False, 0), (True, 2)])
 def test_images_are_stripped_from_full_text_unless_allowed(images: bool, kept: int) -> None:
     member = stored(content_html=PHOTO_BODY)
-    item, _ = build_item([member], {"yonhap": feed(redistribution="full", images=images)})
+    item, _ = build_item(
+        [member], {"yonhap": feed(redistribution="full", images=images)}, explain=True
+    )
     assert item is not None and item.level == "full"
     assert item.content_html.count("<img") == kept
     assert "본문 앞." in item.content_html and "본문 뒤." in item.content_html
@@ -787,23 +789,33 @@ def test_images_are_stripped_from_full_text_unless_allowed(images: bool, kept: i
 
 def test_removed_says_what_the_terms_took_away() -> None:
     body = "<p>" + "가나다라마바사. " * 50 + f"</p>{IMG}"
-    summary, _ = build_item([stored(content_html=body)], {"yonhap": feed(excerpt_length=50)})
+    summary, _ = build_item(
+        [stored(content_html=body)], {"yonhap": feed(excerpt_length=50)}, explain=True
+    )
     assert summary is not None and summary.level == "summary"
     assert summary.removed == (
         f"body cut from 449 to {len(summary.summary_text)} characters"
         " (the entry's own summary, excerpt_length 50)",
         "1 image removed (a summary item carries no images)",
     )
-    title, _ = build_item([stored(content_html=body)], {"yonhap": feed(redistribution="title")})
+    title, _ = build_item(
+        [stored(content_html=body)], {"yonhap": feed(redistribution="title")}, explain=True
+    )
     assert title is not None
     assert title.removed[0] == "body removed (449 characters): title and credit only"
-    full, _ = build_item([stored()], {"yonhap": feed(redistribution="full", images=True)})
+    full, _ = build_item(
+        [stored()], {"yonhap": feed(redistribution="full", images=True)}, explain=True
+    )
     assert full is not None and full.removed == ()
-    alone, _ = build_item([stored(summary_html=body)], {"yonhap": feed(excerpt_length=50)})
+    alone, _ = build_item(
+        [stored(summary_html=body)], {"yonhap": feed(excerpt_length=50)}, explain=True
+    )
     assert alone is not None
     assert alone.removed[0] == f"body cut from 449 to {len(alone.summary_text)} characters" + (
         " (excerpt_length 50)"
     )
+    published, _ = build_item([stored(content_html=body)], {"yonhap": feed(excerpt_length=50)})
+    assert published is not None and published.removed == ()  # publishing never shows it
 
 
 @pytest.mark.parametrize(

@@ -196,9 +196,17 @@ def _noindex(c: _Candidate) -> bool:
 
 
 def build_item(
-    members: Sequence[StoredItem], feeds: Mapping[str, FeedConfig], language: str = "ko"
+    members: Sequence[StoredItem],
+    feeds: Mapping[str, FeedConfig],
+    language: str = "ko",
+    *,
+    explain: bool = False,
 ) -> tuple[PublishedItem | None, str]:
-    """One story cluster -> the published item cut to its terms, or None and the reason."""
+    """One story cluster -> the published item cut to its terms, or None and the reason.
+
+    Only `explain` fills the item's `removed`: it needs the whole body as text, which took
+    as long as the rest of the item, and publishing never shows it.
+    """
     configured = [(feeds[m.feed_name], m) for m in members if m.feed_name in feeds]
     if not configured:
         return None, "no configured provider"
@@ -247,6 +255,6 @@ def build_item(
         also=also,
         categories=item.categories,
         noindex=_noindex(best),
-        removed=_removed(best, body, teaser, summary),
+        removed=_removed(best, body, teaser, summary) if explain else (),
     )
     return published_item, f"published {level} from {best.feed.name}"
