@@ -202,6 +202,15 @@ ARTICLE = (
         ("reporting by howard schneider; editing by mark porter", True),
         ("by priya natarajan, tech daily", True),
         ("김유미 기자", True),
+        ("(c) 2025 파트너통신", True),
+        ("입력 : 2025.10.16", True),
+        ("related coverage of the vote", True),
+        ("문의 yumi@partner.example", True),
+        ("등급은 (c)로 낮아졌다", False),  # "(c)" counts at the start only
+        ("오늘 입력 2025건을 넘었다", False),
+        ("the vote, reported by the wire", False),
+        ("이메일 주소를 공개하지 않았다 @ 표시만", False),
+        ("담당 김유미 기자", False),  # a byline is the whole segment
         ("삼성전자가 3분기 영업이익이 12조1000억원으로 잠정 집계됐다고 14일 공시했다.", False),
         ("the fed held its benchmark rate in a range of 4.25% to 4.50%.", False),
     ],
@@ -321,6 +330,24 @@ def test_minhash_is_datasketchs_so_stored_band_keys_stay_valid() -> None:
         )
         theirs.update_batch(list(shingle_set))
         assert dedupe.minhash(shingle_set).tolist() == theirs.hashvalues.tolist()
+
+
+def test_gram_hashes_are_xxhash32_of_each_grams_utf8_so_stored_band_keys_stay_valid() -> None:
+    """Every gram hashed at once must give what hashing it alone (as earlier versions did)
+    gives: ASCII, Hangul, Latin with accents, combining marks, 4-byte characters (the other
+    xxHash32 path), texts shorter than a gram, the empty text."""
+    xxhash = pytest.importorskip("xxhash")
+    rng = random.Random(11)
+    alphabet = "ab09.%가힣ㄱ한글éü\u0301\u200d€😀𝔸"
+    texts = ["", "a", "가나", "abcd", "😀😀😀😀😀", "𝔸a😀가é"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60))) for _ in range(400)]
+    for text in texts:
+        grams = [text[i : i + dedupe.NGRAM] for i in range(max(1, len(text) - 4))]
+        expected = [xxhash.xxh32_intdigest(g.encode()) for g in grams]
+        assert dedupe.gram_hashes(text).tolist() == expected, text
+    assert dedupe.shingles("가 나다 라마바") == frozenset(
+        xxhash.xxh32_intdigest(g.encode()) for g in ("가나다라마", "나다라마바")
+    )
 
 
 # -- through the store, on SQLite and PostgreSQL ----------------------------------------------
