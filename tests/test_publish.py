@@ -287,7 +287,7 @@ def test_index_html_escapes_titles_and_links_alternates(tmp_path: Path) -> None:
     for item in ITEMS:
         assert item.provider in page
         assert item.author in page
-    assert "2025-10-17 03:00" in page  # generated-at
+    assert "Updated <time" in page and "2025-10-16 12:58 UTC" in page  # the newest update
 
 
 def test_empty_item_list_gives_valid_files(tmp_path: Path) -> None:
@@ -329,11 +329,13 @@ def test_self_links_follow_home_page_without_base_url(tmp_path: Path) -> None:
 def test_unchanged_items_are_not_rewritten(tmp_path: Path) -> None:
     assert len(publish(ITEMS, OUTPUT, tmp_path, now=NOW)) == 5
     assert publish(ITEMS, OUTPUT, tmp_path, now=NOW) == []
-    # A later run only touches the page that shows the generation time.
+    # A later run changes nothing: every document, index.html too, is dated by its items.
     later = NOW + timedelta(minutes=30)
-    assert publish(ITEMS, OUTPUT, tmp_path, now=later) == [tmp_path / "index.html"]
+    assert publish(ITEMS, OUTPUT, tmp_path, now=later) == []
     changed = (replace(ITEMS[0], updated=later), *ITEMS[1:])
-    assert len(publish(changed, OUTPUT, tmp_path, now=later)) == 3
+    written = {p.name for p in publish(changed, OUTPUT, tmp_path, now=later)}
+    assert written == {"feed.xml", "atom.xml", "feed.json", "index.html"}
+    assert "2025-10-17 03:30 UTC" in (tmp_path / "index.html").read_text(encoding="utf-8")
 
 
 def test_output_is_deterministic(tmp_path: Path) -> None:
