@@ -67,6 +67,7 @@ def _excerpt_text(lines: Sequence[str], maybe: Collection[int]) -> str:
 
 #: Characters of HTML the first excerpt attempt reads, per character of excerpt, and at least.
 _HEAD_PER_CHAR, _HEAD_MIN = 3, 600
+_TABLE = re.compile(r"<table\b", re.I)
 
 
 def _head_text(html: str, limit: int) -> str | None:
@@ -77,10 +78,12 @@ def _head_text(html: str, limit: int) -> str | None:
     of its text (perhaps cut short) is dropped: every earlier line comes out as in the whole
     body, since tags, entities and the rights and footer patterns never span a line. When
     what is left is longer than the excerpt, the excerpt cannot see past it; else (a short
-    body, one long paragraph) the caller reads it all. Each try reads twice as much.
+    body, one long paragraph) the caller reads it all. Each try reads twice as much. An
+    opening with a table is not cut: in HTML not yet sanitised, text a table holds outside
+    its cells belongs before the table, where a cut opening would never show it.
     """
     size = max(_HEAD_MIN, _HEAD_PER_CHAR * limit)
-    while (cut := html.find("<", size)) > 0:
+    while (cut := html.find("<", size)) > 0 and not _TABLE.search(html, 0, cut):
         found = text_of(html[:cut])
         lines = found.lines[:-1]
         text = _excerpt_text(lines, [i for i in found.maybe if i < len(lines)])
