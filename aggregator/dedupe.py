@@ -356,10 +356,10 @@ def _permutations() -> tuple[Any, Any]:
     return a, b
 
 
-def minhash(hashes: frozenset[int] | Any) -> Any:
-    """The 64 MinHash values of a set of 32-bit hashes (a frozenset, or a numpy array that
-    may repeat some), exactly as datasketch's MinHash (scheme "affine32", seed 1) computes
-    them; tests/test_dedupe.py checks the two agree.
+def minhash(hashes: Any) -> Any:
+    """The 64 MinHash values of 32-bit hashes (a numpy array; repeats change nothing), exactly
+    as datasketch's MinHash (scheme "affine32", seed 1) computes them from the same hashes;
+    tests/test_dedupe.py checks the two agree.
 
     Done here in one numpy expression because datasketch hashes its input in a Python loop
     (half its cost per entry) and importing it loads scipy (~55 MB in every process).
@@ -367,10 +367,7 @@ def minhash(hashes: frozenset[int] | Any) -> Any:
     import numpy as np
 
     a, b = _permutations()
-    if isinstance(hashes, frozenset):
-        hv = np.fromiter(hashes, dtype=np.uint32, count=len(hashes))
-    else:
-        hv = hashes.astype(np.uint32)  # a copy: mixed in place below
+    hv = hashes.astype(np.uint32)  # a copy: mixed in place below
     hv ^= hv >> np.uint32(16)  # MurmurHash3's finalizer, datasketch's pre-mix for affine32
     hv *= np.uint32(0x85EBCA6B)
     hv ^= hv >> np.uint32(13)
@@ -379,8 +376,8 @@ def minhash(hashes: frozenset[int] | Any) -> Any:
     return (hv[:, None] * a + b).min(axis=0)  # uint32 arithmetic wraps: mod 2^32
 
 
-def bands(hashes: frozenset[int] | Any, seed: int = 0, count: int = BANDS) -> tuple[int, ...]:
-    """LSH band keys of a shingle set; `seed` keeps the text's and the lead's keys apart."""
+def bands(hashes: Any, seed: int = 0, count: int = BANDS) -> tuple[int, ...]:
+    """LSH band keys of a text's gram hashes; `seed` keeps the text's and the lead's apart."""
     values = minhash(hashes)
     return tuple(
         int.from_bytes(
